@@ -1,0 +1,1 @@
+"""Model backends: the Provider protocol, its implementations, and the model registry."""
