@@ -102,7 +102,9 @@ class OpenAICompatProvider:
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            raise UpstreamError(f"provider '{self.name}' returned a body that is not JSON") from None
+            raise UpstreamError(
+                f"provider '{self.name}' returned a body that is not JSON"
+            ) from None
 
     async def stream_chat(self, body: Json) -> AsyncIterator[Json]:
         request = self._client.build_request(
@@ -123,9 +125,7 @@ class OpenAICompatProvider:
                     if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
                         err = chunk["error"]
                         message = err.get("message") if isinstance(err, dict) else str(err)
-                        raise UpstreamError(
-                            f"provider '{self.name}' failed mid-stream: {message}"
-                        )
+                        raise UpstreamError(f"provider '{self.name}' failed mid-stream: {message}")
                     yield chunk
             except httpx.HTTPError as exc:
                 raise self._transport_error(exc) from None

@@ -1,0 +1,146 @@
+"""`/v1/chat/completions`: pass-through to the model's provider, plus stored completions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loom.api.body import openapi_body, parse_body
+from loom.api.deps import owner, services
+from loom.api.pages import page_of
+from loom.api.sse import DONE_LINE, chat_chunk_bytes, sse_response
+from loom.errors import NotFoundError
+from loom.inference.assemble import ChunkAccumulator
+from loom.services import Services
+
+router = APIRouter()
+
+_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    stream: bool | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _roles(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for message in messages:
+            if message.get("role") not in _ROLES:
+                raise ValueError(f"each message needs a 'role', one of {sorted(_ROLES)}")
+        return messages
+
+
+# Fields Loom handles itself and does not forward upstream.
+_LOCAL_FIELDS = ("store", "metadata")
+
+
+@router.post("/chat/completions", openapi_extra=openapi_body(ChatCompletionRequest))
+async def create_chat_completion(
+    request: Request, svc: Services = Depends(services), who: str = Depends(owner)
+):
+    parsed, body = await parse_body(request, ChatCompletionRequest)
+    resolved = await svc.models.resolve(parsed.model)
+    upstream_body = {k: v for k, v in body.items() if k not in _LOCAL_FIELDS}
+    upstream_body["model"] = resolved.model
+    store = parsed.store is not False
+    store_completions = svc.stores.chat_completions
+
+    if not parsed.stream:
+        completion = await resolved.provider.chat(upstream_body)
+        if store and completion.get("id"):
+            await store_completions.put(who, completion, parsed.messages, parsed.metadata)
+        return completion
+
+    chunks = resolved.provider.stream_chat(upstream_body)
+    # Pull the first chunk before answering, so an upstream that fails up front
+    # becomes a proper HTTP error instead of a broken stream.
+    first = await anext(chunks, None)
+
+    async def body_bytes() -> AsyncIterator[bytes]:
+        accumulator = ChunkAccumulator() if store else None
+        try:
+            if first is not None:
+                if accumulator:
+                    accumulator.add(first)
+                yield chat_chunk_bytes(first)
+                async for chunk in chunks:
+                    if accumulator:
+                        accumulator.add(chunk)
+                    yield chat_chunk_bytes(chunk)
+        except Exception as exc:  # the status line is gone; report in-band, as OpenAI does
+            message = getattr(exc, "message", None) or f"stream failed: {type(exc).__name__}"
+            yield chat_chunk_bytes({"error": {"message": message, "type": "upstream_error"}})
+            accumulator = None
+        finally:
+            await chunks.aclose()
+        yield DONE_LINE
+        if accumulator and accumulator.id:
+            await store_completions.put(
+                who, accumulator.completion(), parsed.messages, parsed.metadata
+            )
+
+    return sse_response(body_bytes())
+
+
+@router.get("/chat/completions")
+async def list_chat_completions(
+    after: str | None = None,
+    limit: int = Query(20, ge=1, le=100),
+    order: Literal["asc", "desc"] = "asc",
+    model: str | None = None,
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
+):
+    rows, has_more = await svc.stores.chat_completions.list(
+        who, after=after, limit=limit, order=order, model=model, metadata=None
+    )
+    return page_of(rows, has_more)
+
+
+@router.get("/chat/completions/{completion_id}")
+async def get_chat_completion(
+    completion_id: str, svc: Services = Depends(services), who: str = Depends(owner)
+):
+    stored = await svc.stores.chat_completions.get(who, completion_id)
+    if stored is None:
+        raise _not_found(completion_id)
+    return stored["completion"]
+
+
+@router.get("/chat/completions/{completion_id}/messages")
+async def list_chat_completion_messages(
+    completion_id: str,
+    after: str | None = None,
+    limit: int = Query(20, ge=1, le=100),
+    order: Literal["asc", "desc"] = "asc",
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
+):
+    page = await svc.stores.chat_completions.messages(
+        who, completion_id, after=after, limit=limit, order=order
+    )
+    if page is None:
+        raise _not_found(completion_id)
+    return page_of(*page)
+
+
+@router.delete("/chat/completions/{completion_id}")
+async def delete_chat_completion(
+    completion_id: str, svc: Services = Depends(services), who: str = Depends(owner)
+):
+    if not await svc.stores.chat_completions.delete(who, completion_id):
+        raise _not_found(completion_id)
+    return {"id": completion_id, "object": "chat.completion.deleted", "deleted": True}
+
+
+def _not_found(completion_id: str) -> NotFoundError:
+    return NotFoundError(f"No chat completion found with id '{completion_id}'.", param="id")

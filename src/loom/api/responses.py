@@ -1,0 +1,115 @@
+"""`/v1/responses`: create (JSON or SSE from one code path), retrieve, list, delete, inputs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from loom.api.body import openapi_body, parse_body
+from loom.api.deps import owner, services
+from loom.api.pages import page_of
+from loom.api.sse import sse_response
+from loom.engine.loop import run_turn
+from loom.engine.request import CreateResponse
+from loom.engine.turn_setup import PreparedTurn, prepare_turn
+from loom.errors import NotFoundError
+from loom.services import Services
+
+router = APIRouter()
+
+
+def _persister(svc: Services, who: str, prepared: PreparedTurn, store: bool):
+    async def persist(response: dict[str, Any]) -> None:
+        if not store:
+            return
+        conversation_items = None
+        if prepared.conversation_id:
+            # A failed turn leaves the conversation untouched.
+            ok = response["status"] != "failed"
+            conversation_items = prepared.input_items + response["output"] if ok else []
+        await svc.stores.responses.save_turn(
+            who,
+            response,
+            prepared.input_items,
+            conversation_id=prepared.conversation_id,
+            conversation_items=conversation_items,
+        )
+
+    return persist
+
+
+@router.post("/responses", openapi_extra=openapi_body(CreateResponse))
+async def create_response(
+    request: Request, svc: Services = Depends(services), who: str = Depends(owner)
+):
+    req, _ = await parse_body(request, CreateResponse)
+    prepared = await prepare_turn(
+        req, owner=who, settings=svc.settings, models=svc.models, stores=svc.stores
+    )
+    persist = _persister(svc, who, prepared, req.store)
+    events = run_turn(prepared.turn)
+    if req.stream:
+        return sse_response(await svc.turns.stream(events, persist))
+    return await svc.turns.run(events, persist)
+
+
+def _not_found(response_id: str) -> NotFoundError:
+    return NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
+
+
+@router.get("/responses/{response_id}")
+async def get_response(
+    response_id: str, svc: Services = Depends(services), who: str = Depends(owner)
+):
+    stored = await svc.stores.responses.get(who, response_id)
+    if stored is None:
+        raise _not_found(response_id)
+    return stored["response"]
+
+
+@router.delete("/responses/{response_id}")
+async def delete_response(
+    response_id: str, svc: Services = Depends(services), who: str = Depends(owner)
+):
+    if not await svc.stores.responses.delete(who, response_id):
+        raise _not_found(response_id)
+    return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+
+@router.get("/responses")
+async def list_responses(
+    after: str | None = None,
+    limit: int = Query(20, ge=1, le=100),
+    order: Literal["asc", "desc"] = "desc",
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
+):
+    rows, has_more = await svc.stores.responses.list(who, after=after, limit=limit, order=order)
+    return page_of(rows, has_more)
+
+
+@router.get("/responses/{response_id}/input_items")
+async def list_input_items(
+    response_id: str,
+    after: str | None = None,
+    before: str | None = None,
+    limit: int = Query(20, ge=1, le=100),
+    order: Literal["asc", "desc"] = "desc",
+    include: list[str] | None = Query(None),
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
+):
+    stored = await svc.stores.responses.get(who, response_id)
+    if stored is None:
+        raise _not_found(response_id)
+    items = stored["input_items"]
+    if order == "desc":
+        items = list(reversed(items))
+    ids = [item.get("id") for item in items]
+    if after is not None:
+        items = items[ids.index(after) + 1 :] if after in ids else []
+        ids = [item.get("id") for item in items]
+    if before is not None:
+        items = items[: ids.index(before)] if before in ids else items
+    return page_of(items[:limit], len(items) > limit)

@@ -1,0 +1,77 @@
+"""Run a turn to its end whatever the client does, and save it before announcing the end.
+
+A streamed turn runs in its own task and hands serialized events to the HTTP response
+through a queue, so a client that disconnects stops only the reading side: the turn is
+finished and stored whole. The final state is persisted *before* the terminal event is
+sent, so a client that reacts to `response.completed` always finds the response stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from loom.api.sse import typed_event_bytes
+from loom.engine.events import Event
+
+log = logging.getLogger("loom.engine")
+
+Persist = Callable[[dict[str, Any]], Awaitable[None]]
+TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_END = object()
+
+
+class TurnRunner:
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task] = set()
+
+    async def run(self, events: AsyncIterator[Event], persist: Persist) -> dict[str, Any]:
+        """Consume a turn in the caller's task; return the final Response."""
+        async for event in events:
+            if event["type"] in TERMINAL:
+                await persist(event["response"])
+                return event["response"]
+        raise RuntimeError("a turn ended without a terminal event")
+
+    async def stream(self, events: AsyncIterator[Event], persist: Persist) -> AsyncIterator[bytes]:
+        """Start the turn in a background task. Waits for its first event, so an error
+        before the stream starts is raised here, where it can still become an HTTP error."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        task = asyncio.create_task(self._produce(events, persist, queue))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        first = await queue.get()
+        if isinstance(first, BaseException):
+            raise first
+        return self._drain(first, queue)
+
+    @staticmethod
+    async def _produce(events: AsyncIterator[Event], persist: Persist, queue: asyncio.Queue):
+        try:
+            async for event in events:
+                if event["type"] in TERMINAL:
+                    await persist(event["response"])
+                queue.put_nowait(typed_event_bytes(event))
+        except Exception as exc:  # only reachable before the first event (see run_turn)
+            queue.put_nowait(exc)
+        finally:
+            queue.put_nowait(_END)
+
+    @staticmethod
+    async def _drain(first: bytes, queue: asyncio.Queue) -> AsyncIterator[bytes]:
+        yield first
+        while True:
+            item = await queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                log.error("turn failed after its stream started: %r", item)
+                return
+            yield item
+
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Let running turns finish (and be stored) before the process exits."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)

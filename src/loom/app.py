@@ -1,0 +1,85 @@
+"""The composition root: settings in, a FastAPI app with its services and error handling out."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loom import __version__
+from loom.api import chat, embeddings, health, models, responses
+from loom.api.body import param_of
+from loom.api.json import OrjsonResponse
+from loom.config import Settings
+from loom.errors import LoomError
+from loom.inference.factory import build_providers
+from loom.inference.registry import ModelRegistry
+from loom.inference.test_id import TestIdMiddleware
+from loom.services import Services
+from loom.store import open_stores
+
+log = logging.getLogger("loom")
+
+
+def _error(status: int, message: str, type_: str, param: str | None = None, code=None):
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return OrjsonResponse(body, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LoomError)
+    async def loom_error(_: Request, exc: LoomError):
+        return OrjsonResponse(exc.to_dict(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError):
+        err = exc.errors()[0]
+        loc = tuple(p for p in err.get("loc", ()) if p not in ("query", "path", "body"))
+        param = param_of(loc)
+        return _error(
+            400,
+            f"Invalid value for '{param}': {err.get('msg')}",
+            "invalid_request_error",
+            param,
+            "invalid_value",
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        code = "not_found" if exc.status_code == 404 else None
+        return _error(exc.status_code, str(exc.detail), "invalid_request_error", None, code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception):
+        log.exception("unhandled error")
+        return _error(500, "The server had an error processing the request.", "server_error")
+
+
+def build_app(settings: Settings) -> FastAPI:
+    # Built eagerly so a bad provider or model file fails at start-up, before serving.
+    registry = ModelRegistry(build_providers(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        stores = await open_stores(settings.db_url)
+        app.state.services = Services(settings=settings, models=registry, stores=stores)
+        try:
+            yield
+        finally:
+            await app.state.services.aclose()
+
+    app = FastAPI(
+        title="Loom",
+        version=__version__,
+        description="An OpenAI-compatible agentic API server.",
+        lifespan=lifespan,
+        default_response_class=OrjsonResponse,
+    )
+    _install_error_handlers(app)
+    for module in (models, chat, embeddings, health, responses):
+        app.include_router(module.router, prefix="/v1")
+    app.add_middleware(TestIdMiddleware)
+    return app

@@ -1,0 +1,1 @@
+"""The Responses engine: request → context → agent loop → events → final Response."""

@@ -1,0 +1,196 @@
+"""Turn one streamed model call into Responses output items and their events.
+
+`ModelCallStream.feed(chunk)` takes each upstream chat chunk and returns the events it
+causes; `finish()` closes whatever is still open. It keeps the grammar: every item gets
+`output_item.added` … `output_item.done`, a message gets its content-part events around
+its text deltas, and items never interleave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from loom.engine.events import Event, EventSequencer
+from loom.engine.ids import new_id
+from loom.tools.toolset import ToolSet
+
+Item = dict[str, Any]
+
+
+@dataclass
+class _OpenItem:
+    kind: str  # "reasoning" | "message" | "call"
+    item: Item
+    output_index: int
+    parts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ToolCall:
+    """A call the model made, as the output item that records it."""
+
+    item: Item
+    output_index: int
+
+
+class ModelCallStream:
+    def __init__(
+        self,
+        seq: EventSequencer,
+        output: list[Item],
+        toolset: ToolSet,
+        call_budget: int | None,
+        parallel_tool_calls: bool,
+    ):
+        self._seq = seq
+        self._output = output
+        self._toolset = toolset
+        self._budget = call_budget
+        self._parallel = parallel_tool_calls
+        self._open: _OpenItem | None = None
+        self._calls_by_index: dict[int, _OpenItem | None] = {}
+        self.calls: list[ToolCall] = []
+        self.finish_reason: str | None = None
+        self.text = ""
+
+    # -- opening and closing items ------------------------------------------------------
+
+    def _open_item(self, kind: str, item: Item, events: list[Event]) -> _OpenItem:
+        self._close(events)
+        opened = _OpenItem(kind, item, len(self._output))
+        self._output.append(item)
+        events.append(self._seq.item_added(opened.output_index, dict(item)))
+        if kind == "message":
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            events.append(self._seq.part_added(item["id"], opened.output_index, 0, part))
+        elif kind == "reasoning":
+            part = {"type": "reasoning_text", "text": ""}
+            events.append(self._seq.part_added(item["id"], opened.output_index, 0, part))
+        self._open = opened
+        return opened
+
+    def _close(self, events: list[Event], status: str = "completed") -> None:
+        opened = self._open
+        if opened is None:
+            return
+        self._open = None
+        item, index = opened.item, opened.output_index
+        text = "".join(opened.parts)
+        if opened.kind == "message":
+            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            events.append(self._seq.text_done(item["id"], index, text))
+            events.append(self._seq.part_done(item["id"], index, 0, part))
+            item["content"] = [part]
+            self.text += text
+        elif opened.kind == "reasoning":
+            part = {"type": "reasoning_text", "text": text}
+            events.append(self._seq.reasoning_done(item["id"], index, text))
+            events.append(self._seq.part_done(item["id"], index, 0, part))
+            item["content"] = [part]
+        else:
+            item["arguments"] = text
+            events.append(self._seq.arguments_done(item["type"], item["id"], index, text))
+            self.calls.append(ToolCall(item, index))
+        item["status"] = status
+        events.append(self._seq.item_done(index, item))
+
+    # -- chunks ---------------------------------------------------------------------------
+
+    def feed(self, chunk: dict[str, Any]) -> list[Event]:
+        events: list[Event] = []
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning:
+                self._reasoning(reasoning, events)
+            content = delta.get("content")
+            if content:
+                self._content(content, events)
+            for call in delta.get("tool_calls") or ():
+                self._tool_call(call, events)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return events
+
+    def _reasoning(self, text: str, events: list[Event]) -> None:
+        opened = self._open
+        if opened is None or opened.kind != "reasoning":
+            item = {
+                "type": "reasoning",
+                "id": new_id("rs"),
+                "summary": [],
+                "content": [],
+                "status": "in_progress",
+            }
+            opened = self._open_item("reasoning", item, events)
+        opened.parts.append(text)
+        events.append(self._seq.reasoning_delta(opened.item["id"], opened.output_index, text))
+
+    def _content(self, text: str, events: list[Event]) -> None:
+        opened = self._open
+        if opened is None or opened.kind != "message":
+            item = {
+                "type": "message",
+                "id": new_id("msg"),
+                "role": "assistant",
+                "status": "in_progress",
+                "content": [],
+            }
+            opened = self._open_item("message", item, events)
+        opened.parts.append(text)
+        events.append(self._seq.text_delta(opened.item["id"], opened.output_index, text))
+
+    def _tool_call(self, call: dict[str, Any], events: list[Event]) -> None:
+        index = call.get("index", 0)
+        function = call.get("function") or {}
+        if index not in self._calls_by_index:
+            self._calls_by_index[index] = self._start_call(call, function, events)
+        opened = self._calls_by_index[index]
+        if opened is None:  # over the call budget: dropped
+            return
+        arguments = function.get("arguments")
+        if arguments:
+            if opened is not self._open:
+                # A late delta for a call already closed cannot be streamed any more.
+                opened.item["arguments"] += arguments
+                return
+            opened.parts.append(arguments)
+            events.append(
+                self._seq.arguments_delta(
+                    opened.item["type"], opened.item["id"], opened.output_index, arguments
+                )
+            )
+
+    def _start_call(
+        self, call: dict[str, Any], function: dict[str, Any], events: list[Event]
+    ) -> _OpenItem | None:
+        started = len(self.calls) + (1 if self._open and self._open.kind == "call" else 0)
+        if self._budget is not None and started >= self._budget:
+            return None
+        if not self._parallel and started >= 1:
+            return None
+        name = function.get("name") or ""
+        item = {
+            "type": "function_call",
+            "id": new_id("fc"),
+            "call_id": call.get("id") or new_id("call"),
+            "name": name,
+            "arguments": "",
+            "status": "in_progress",
+        }
+        return self._open_item("call", item, events)
+
+    def finish(self) -> list[Event]:
+        """Close the open item; a stop on length leaves it `incomplete`."""
+        events: list[Event] = []
+        self._close(events, "incomplete" if self.finish_reason == "length" else "completed")
+        return events
+
+    def abort(self) -> list[Event]:
+        """Close the open item after a failure, so every `added` still has its `done`."""
+        events: list[Event] = []
+        self._close(events, "incomplete")
+        return events

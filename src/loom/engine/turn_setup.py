@@ -1,0 +1,65 @@
+"""Turn a validated create-request into a ready-to-run `Turn`: ids, tools, context."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from loom.config import Settings
+from loom.engine.context import build_messages, history_items
+from loom.engine.ids import new_id
+from loom.engine.input_items import normalize_input
+from loom.engine.loop import Turn
+from loom.engine.request import CreateResponse, chat_params, response_skeleton
+from loom.errors import InvalidRequestError
+from loom.inference.registry import ModelRegistry
+from loom.store import Stores
+from loom.tools.toolset import build_toolset
+
+
+@dataclass
+class PreparedTurn:
+    turn: Turn
+    input_items: list[dict[str, Any]]
+    conversation_id: str | None
+
+
+async def prepare_turn(
+    req: CreateResponse,
+    *,
+    owner: str,
+    settings: Settings,
+    models: ModelRegistry,
+    stores: Stores,
+) -> PreparedTurn:
+    resolved = await models.resolve(req.model)
+    input_items = normalize_input(req.input)
+    conversation_id = req.conversation_id
+    if not input_items and not req.previous_response_id and not conversation_id:
+        raise InvalidRequestError("'input' is required.", param="input", code="missing_required")
+    toolset = build_toolset(req.tools, req.tool_choice)
+    history = await history_items(
+        stores,
+        owner,
+        previous_response_id=req.previous_response_id,
+        conversation_id=conversation_id,
+    )
+    response = response_skeleton(
+        req,
+        response_id=new_id("resp"),
+        created_at=int(time.time()),
+        tools=toolset.echo,
+        tool_choice=toolset.echo_tool_choice,
+    )
+    turn = Turn(
+        response=response,
+        model=resolved,
+        messages=build_messages(req.instructions, history, input_items),
+        params=chat_params(req),
+        toolset=toolset,
+        max_tool_calls=req.max_tool_calls,
+        parallel_tool_calls=req.parallel_tool_calls is not False,
+        max_iterations=settings.max_tool_iterations,
+    )
+    return PreparedTurn(turn, input_items, conversation_id)

@@ -1,0 +1,23 @@
+"""The long-lived objects a running Loom holds, built once in the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from loom.api.turn_runner import TurnRunner
+from loom.config import Settings
+from loom.inference.registry import ModelRegistry
+from loom.store import Stores
+
+
+@dataclass
+class Services:
+    settings: Settings
+    models: ModelRegistry
+    stores: Stores
+    turns: TurnRunner = field(default_factory=TurnRunner)
+
+    async def aclose(self) -> None:
+        await self.turns.aclose()
+        await self.models.aclose()
+        await self.stores.db.close()

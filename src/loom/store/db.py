@@ -1,0 +1,134 @@
+"""One handle on the database, hiding what differs between SQLite and PostgreSQL.
+
+Stores never build engines or transactions themselves; they ask a `Database` for a read
+connection or a write transaction. On SQLite the file runs in WAL mode (readers never block
+the writer) and every write transaction goes through one asyncio lock per `Database` and
+starts with BEGIN IMMEDIATE, so concurrent requests queue in Python instead of failing with
+"database is locked"; busy_timeout covers other processes sharing the file. PostgreSQL
+needs neither: its writers take row locks where the stores ask for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from loom.store.migrations import apply_pending
+
+# busy_timeout first: switching to WAL may briefly wait for another process.
+_SQLITE_PRAGMAS = (
+    "busy_timeout=5000",
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    "foreign_keys=ON",
+)
+# Execution option marking a connection whose transaction will write (SQLite only).
+_WRITE_OPTION = "loom_write"
+
+_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+class Database:
+    """An async SQLAlchemy engine plus the locking rules of its backend."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect_name: str = engine.dialect.name
+        # SQLite allows one writer at a time; queue writers here rather than in the file.
+        self._write_lock: asyncio.Lock | None = (
+            asyncio.Lock() if self.dialect_name == "sqlite" else None
+        )
+
+    @classmethod
+    async def connect(cls, url: str) -> Database:
+        """Open `url` (`sqlite+aiosqlite:///path` or `postgresql+asyncpg://...`).
+
+        Plain `sqlite:///` and `postgresql://` URLs get the async driver. A SQLite file's
+        parent directory is created. Fails here, not on first use, if the database cannot
+        be reached.
+        """
+        sa_url = _async_url(make_url(url))
+        if sa_url.get_backend_name() == "sqlite":
+            engine = _sqlite_engine(sa_url)
+        else:
+            engine = create_async_engine(sa_url, pool_pre_ping=True)
+        try:
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for queries; whatever it did is rolled back when the block ends."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that commits when the block ends, or rolls back if it raises.
+
+        On SQLite this waits for the single writer slot first. Do not nest `write()`
+        blocks: the lock is not re-entrant.
+        """
+        lock: AbstractAsyncContextManager[Any] = self._write_lock or nullcontext()
+        async with lock, self.engine.connect() as conn:
+            if self._write_lock is not None:
+                await conn.execution_options(**{_WRITE_OPTION: True})
+            async with conn.begin():
+                yield conn
+
+    async def migrate(self) -> list[str]:
+        """Apply the migrations this database has not seen; return their names."""
+        async with self.write() as conn:
+            return await apply_pending(conn)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _async_url(url: URL) -> URL:
+    backend = url.get_backend_name()
+    if url.drivername == backend and backend in _DRIVERS:
+        return url.set(drivername=_DRIVERS[backend])
+    return url
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    database = url.database or ""
+    if database in ("", ":memory:") or "mode=memory" in str(url):
+        # One in-memory connection shared by concurrent tasks would mix their transactions.
+        raise ValueError("Loom needs a file-backed SQLite database, not an in-memory one")
+    if not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take BEGIN away from the sqlite3 module, which would skip it for SELECTs and
+        # DDL; `_on_begin` emits it instead.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            for pragma in _SQLITE_PRAGMAS:
+                cursor.execute(f"PRAGMA {pragma}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A writer takes the file's write lock up front, so it never has to upgrade a
+        # read snapshot later (which can fail at once, whatever busy_timeout says).
+        write = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

@@ -1,0 +1,165 @@
+"""Stored responses: the record behind `GET/DELETE /v1/responses/{id}`, `input_items`,
+and `previous_response_id`.
+
+A turn is saved by `save_turn` in one transaction together with the items it adds to its
+conversation, so a crash or disconnect never leaves half a turn behind. The row is upserted
+because a background response is saved when it is created and again when it finishes.
+`chain` walks `previous_response_id` links with one recursive query.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loom.store.conversations import append_items_in
+from loom.store.db import Database
+from loom.store.errors import DuplicateIdError
+from loom.store.paging import Order, ascending, beyond, check_limit, ordered, split_page
+from loom.store.schema import responses as resp_t
+
+Json = dict[str, Any]
+
+# A guard against a cycle of previous_response_id links; far beyond any real chain.
+MAX_CHAIN = 10_000
+
+_UPDATABLE = (
+    "created_at",
+    "status",
+    "model",
+    "previous_response_id",
+    "conversation_id",
+    "response",
+    "input_items",
+)
+
+
+class ResponseStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def save_turn(
+        self,
+        owner: str,
+        response: Json,
+        input_items: list[Json],
+        conversation_id: str | None = None,
+        conversation_items: list[Json] | None = None,
+    ) -> None:
+        """Insert or update the response, and append `conversation_items` to the
+        conversation, all in one transaction.
+
+        Raises LookupError (writing nothing) if `conversation_id` is not this owner's
+        conversation, and DuplicateIdError if the response id belongs to another owner.
+        """
+        async with self._db.write() as conn:
+            if conversation_id is not None and not await append_items_in(
+                conn, owner, conversation_id, conversation_items or []
+            ):
+                raise LookupError(f"conversation {conversation_id!r} not found")
+            await self._upsert(conn, owner, response, input_items, conversation_id)
+
+    async def _upsert(
+        self,
+        conn: AsyncConnection,
+        owner: str,
+        response: Json,
+        input_items: list[Json],
+        conversation_id: str | None,
+    ) -> None:
+        values = {
+            "id": response["id"],
+            "owner": owner,
+            "created_at": float(response.get("created_at") or 0),
+            "status": response.get("status"),
+            "model": response.get("model"),
+            "previous_response_id": response.get("previous_response_id"),
+            "conversation_id": conversation_id,
+            "response": response,
+            "input_items": input_items,
+        }
+        insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+        stmt = insert(resp_t).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[resp_t.c.id],
+            set_={name: stmt.excluded[name] for name in _UPDATABLE},
+            # Never overwrite another owner's response; no row comes back then.
+            where=resp_t.c.owner == stmt.excluded.owner,
+        ).returning(resp_t.c.seq)
+        if (await conn.execute(stmt)).first() is None:
+            raise DuplicateIdError(f"response id {response['id']!r} is taken")
+
+    async def get(self, owner: str, id: str) -> Json | None:
+        """`{"response", "input_items", "conversation_id"}`, or None."""
+        query = sa.select(resp_t.c.response, resp_t.c.input_items, resp_t.c.conversation_id)
+        query = query.where(resp_t.c.owner == owner, resp_t.c.id == id)
+        async with self._db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return {"response": row[0], "input_items": row[1], "conversation_id": row[2]}
+
+    async def delete(self, owner: str, id: str) -> bool:
+        query = sa.delete(resp_t).where(resp_t.c.owner == owner, resp_t.c.id == id)
+        async with self._db.write() as conn:
+            result = await conn.execute(query)
+        return result.rowcount > 0
+
+    async def list(
+        self,
+        owner: str,
+        *,
+        after: str | None = None,
+        limit: int = 20,
+        order: Order = "asc",
+    ) -> tuple[list[Json], bool]:
+        """A page of response dicts by created_at (ties in insertion order), and
+        has_more. An `after` id naming no response of this owner gives an empty page."""
+        asc, limit = ascending(order), check_limit(limit)
+        key = [resp_t.c.created_at, resp_t.c.seq]
+        query = sa.select(resp_t.c.response).where(resp_t.c.owner == owner)
+        async with self._db.read() as conn:
+            if after is not None:
+                cursor = (
+                    await conn.execute(
+                        sa.select(*key).where(resp_t.c.owner == owner, resp_t.c.id == after)
+                    )
+                ).first()
+                if cursor is None:
+                    return [], False
+                query = query.where(beyond(key, tuple(cursor), asc))
+            query = query.order_by(*ordered(key, asc)).limit(limit + 1)
+            found = (await conn.execute(query)).scalars().all()
+        return split_page(found, limit)
+
+    async def chain(self, owner: str, id: str) -> list[Json] | None:
+        """The responses ending at `id`, oldest first, each `{"response", "input_items"}`;
+        None if `id` is unknown. The walk stops at a link to a deleted response."""
+        base = (
+            sa.select(
+                resp_t.c.id,
+                resp_t.c.previous_response_id.label("prev"),
+                sa.literal(0, sa.Integer).label("depth"),
+            )
+            .where(resp_t.c.owner == owner, resp_t.c.id == id)
+            .cte("chain", recursive=True)
+        )
+        step = (
+            sa.select(resp_t.c.id, resp_t.c.previous_response_id, base.c.depth + 1)
+            .join(base, resp_t.c.id == base.c.prev)
+            .where(resp_t.c.owner == owner, base.c.depth < MAX_CHAIN)
+        )
+        walk = base.union_all(step)
+        query = (
+            sa.select(resp_t.c.response, resp_t.c.input_items)
+            .join(walk, resp_t.c.id == walk.c.id)
+            .order_by(walk.c.depth.desc())
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        if not rows:
+            return None
+        return [{"response": row[0], "input_items": row[1]} for row in rows]

@@ -1,0 +1,96 @@
+"""The current shape of Loom's tables, as the SQLAlchemy Core objects the stores query.
+
+The database itself is built by the ordered migrations in `migrations.py`; this module
+describes the result, and a test checks that a migrated database matches it. Every table
+has an `owner` column: stores filter on it so one principal never sees another's objects.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from loom.store.columns import NAMING_CONVENTION, JSONText, Seq
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+# Which migrations have run. Created by the migration runner itself, before any migration.
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+chat_completions = sa.Table(
+    "chat_completions",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True),
+    sa.Column("id", sa.String, nullable=False, unique=True),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("model", sa.String, nullable=False),
+    sa.Column("completion", JSONText, nullable=False),
+    sa.Column("input_messages", JSONText, nullable=False),
+    sa.Column("metadata", JSONText, nullable=True),
+    sa.Index(None, "owner", "created", "seq"),
+)
+
+# One row per metadata pair, so `list(metadata=...)` filters in SQL on both backends.
+chat_completion_metadata = sa.Table(
+    "chat_completion_metadata",
+    metadata,
+    sa.Column(
+        "completion_id",
+        sa.String,
+        sa.ForeignKey("chat_completions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("value", sa.String, nullable=False),
+    sa.Index(None, "owner", "key", "value"),
+)
+
+responses = sa.Table(
+    "responses",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True),
+    sa.Column("id", sa.String, nullable=False, unique=True),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("status", sa.String, nullable=True),
+    sa.Column("model", sa.String, nullable=True),
+    sa.Column("previous_response_id", sa.String, nullable=True),
+    sa.Column("conversation_id", sa.String, nullable=True),
+    sa.Column("response", JSONText, nullable=False),
+    sa.Column("input_items", JSONText, nullable=False),
+    sa.Index(None, "owner", "created_at", "seq"),
+)
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    # The position the next appended item gets; bumping it also locks the row.
+    sa.Column("next_position", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("conversation", JSONText, nullable=False),
+)
+
+# Primary key (conversation_id, position) is the index that pages through a conversation.
+conversation_items = sa.Table(
+    "conversation_items",
+    metadata,
+    sa.Column(
+        "conversation_id",
+        sa.String,
+        sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("position", sa.BigInteger, primary_key=True),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("item", JSONText, nullable=False),
+    sa.UniqueConstraint("conversation_id", "item_id"),
+)

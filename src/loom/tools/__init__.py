@@ -1,0 +1,1 @@
+"""Tools the model can call: client-side functions and server-side tools (MCP, ...)."""

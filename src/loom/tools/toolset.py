@@ -1,0 +1,125 @@
+"""The tools of one response: what the model is offered, what is echoed, who runs each call.
+
+Client-side functions end the turn with a `function_call` item; server-side tools (MCP,
+file search) are run by the loop. The loop only asks this object which is which.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from loom.errors import InvalidRequestError
+
+_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+@dataclass
+class ToolSet:
+    chat_tools: list[dict[str, Any]] = field(default_factory=list)
+    echo: list[dict[str, Any]] = field(default_factory=list)
+    chat_tool_choice: Any = None
+    echo_tool_choice: Any = "auto"
+    function_names: set[str] = field(default_factory=set)
+
+    def is_client_function(self, name: str) -> bool:
+        return name in self.function_names
+
+
+def _function_tool(raw: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidRequestError(
+            f"'{where}.name' must match ^[a-zA-Z0-9_-]{{1,64}}$.", param=f"{where}.name"
+        )
+    parameters = raw.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidRequestError(
+            f"'{where}.parameters' must be a JSON schema object.", param=f"{where}.parameters"
+        )
+    function: dict[str, Any] = {"name": name}
+    if raw.get("description"):
+        function["description"] = raw["description"]
+    function["parameters"] = parameters or {"type": "object", "properties": {}}
+    if raw.get("strict") is not None:
+        function["strict"] = raw["strict"]
+    echo = {
+        "type": "function",
+        "name": name,
+        "description": raw.get("description"),
+        "parameters": parameters,
+        "strict": raw.get("strict") if raw.get("strict") is not None else True,
+    }
+    return {"type": "function", "function": function}, echo
+
+
+def _named(choice: dict[str, Any], names: set[str], param: str) -> str:
+    name = choice.get("name")
+    if name not in names:
+        raise InvalidRequestError(
+            f"Tool choice names a function '{name}' that is not in 'tools'.", param=param
+        )
+    return name
+
+
+def build_toolset(tools: list[dict[str, Any]] | None, tool_choice: Any) -> ToolSet:
+    toolset = ToolSet()
+    for i, raw in enumerate(tools or []):
+        where = f"tools[{i}]"
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if kind == "function":
+            chat_tool, echo = _function_tool(raw, where)
+            if echo["name"] in toolset.function_names:
+                raise InvalidRequestError(
+                    f"Duplicate function name '{echo['name']}'.", param=f"{where}.name"
+                )
+            toolset.chat_tools.append(chat_tool)
+            toolset.echo.append(echo)
+            toolset.function_names.add(echo["name"])
+        else:
+            raise InvalidRequestError(
+                f"Tool type {kind!r} is not supported by this server.", param=f"{where}.type"
+            )
+    _apply_tool_choice(toolset, tool_choice)
+    return toolset
+
+
+def _apply_tool_choice(toolset: ToolSet, choice: Any) -> None:
+    if choice is None:
+        toolset.echo_tool_choice = "auto"
+        return
+    toolset.echo_tool_choice = choice
+    if isinstance(choice, str):
+        if choice != "none" and choice != "auto" and not toolset.chat_tools:
+            raise InvalidRequestError(
+                f"tool_choice '{choice}' needs at least one tool.", param="tool_choice"
+            )
+        toolset.chat_tool_choice = choice if toolset.chat_tools else None
+        return
+    kind = choice.get("type")
+    if kind == "function":
+        name = _named(choice, toolset.function_names, "tool_choice.name")
+        toolset.chat_tool_choice = {"type": "function", "function": {"name": name}}
+    elif kind == "allowed_tools":
+        mode = choice.get("mode", "auto")
+        if mode not in ("auto", "required"):
+            raise InvalidRequestError(
+                "'tool_choice.mode' must be auto or required.", param="tool_choice.mode"
+            )
+        allowed = choice.get("tools")
+        if not isinstance(allowed, list) or not allowed:
+            raise InvalidRequestError(
+                "'tool_choice.tools' must be a non-empty list.", param="tool_choice.tools"
+            )
+        keep = {
+            _named(t, toolset.function_names, f"tool_choice.tools[{i}].name")
+            for i, t in enumerate(allowed)
+            if isinstance(t, dict) and t.get("type") == "function"
+        }
+        toolset.chat_tools = [t for t in toolset.chat_tools if t["function"]["name"] in keep]
+        toolset.chat_tool_choice = mode
+    else:
+        raise InvalidRequestError(
+            f"tool_choice type {kind!r} is not supported.", param="tool_choice.type"
+        )

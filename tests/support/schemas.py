@@ -1,0 +1,85 @@
+"""Validate what Loom emits against the `openai` SDK types and the Open Responses schema."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
+from referencing import Registry, Resource
+
+SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "spec" / "openresponses-openapi.json"
+
+_EVENT_ADAPTER = TypeAdapter(ResponseStreamEvent)
+
+
+@functools.cache
+def _spec() -> dict[str, Any]:
+    return json.loads(SPEC_PATH.read_text())
+
+
+@functools.cache
+def _registry() -> Registry:
+    return Registry().with_resource("spec", Resource.opaque(_spec()))
+
+
+def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        {"$ref": f"spec#/components/schemas/{schema_name}"}, registry=_registry()
+    )
+
+
+@functools.cache
+def _event_schemas() -> dict[str, str]:
+    """Event `type` → the spec schema that defines it."""
+    out = {}
+    for name, schema in _spec()["components"]["schemas"].items():
+        type_prop = schema.get("properties", {}).get("type", {})
+        if name.endswith("StreamingEvent") and type_prop.get("enum"):
+            out[type_prop["enum"][0]] = name
+    return out
+
+
+@functools.cache
+def _spec_item_types() -> frozenset[str]:
+    out = set()
+    for ref in _spec()["components"]["schemas"]["ItemField"]["oneOf"]:
+        schema = _spec()["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]
+        out.add(schema["properties"]["type"].get("enum", [None])[0])
+    return frozenset(out)
+
+
+def _spec_view(response: dict[str, Any]) -> dict[str, Any]:
+    """The spec models only message/function/reasoning items and function tools; items of
+    other kinds (MCP, file search) are checked by the SDK types alone."""
+    view = copy.deepcopy(response)
+    view["output"] = [i for i in view["output"] if i.get("type") in _spec_item_types()]
+    view["tools"] = [t for t in view["tools"] if t.get("type") == "function"]
+    return view
+
+
+def validate_response(response: dict[str, Any]) -> Response:
+    parsed = Response.model_validate(response)
+    _validator("ResponseResource").validate(_spec_view(response))
+    return parsed
+
+
+def validate_event(event: dict[str, Any]) -> Any:
+    parsed = _EVENT_ADAPTER.validate_python(event)
+    assert parsed.type == event["type"], f"SDK parsed {event['type']} as {parsed.type}"
+    schema_name = _event_schemas().get(event["type"])
+    if schema_name:
+        data = event
+        if "response" in event:
+            data = {**event, "response": _spec_view(event["response"])}
+        if event["type"].startswith("response.output_item.") and (
+            event["item"].get("type") not in _spec_item_types()
+        ):
+            return parsed
+        _validator(schema_name).validate(data)
+    return parsed

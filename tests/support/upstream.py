@@ -1,0 +1,301 @@
+"""A real OpenAI-protocol upstream for tests: scripted turns, or replayed recordings.
+
+It runs under uvicorn on loopback (see servers.py) and speaks `/v1/chat/completions`
+(streaming and not), `/v1/embeddings` and `/v1/models`, so Loom talks to it exactly as it
+talks to OpenAI, vLLM or Ollama. Every request body it receives is kept for assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+SHARED_RECORDINGS = (
+    Path(__file__).resolve().parents[3] / "shared" / "recordings" / "responses-2025-10"
+)
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class Turn:
+    """One scripted model answer."""
+
+    text: str = ""
+    tool_calls: list[tuple[str, Any]] = field(default_factory=list)
+    reasoning: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int = 11
+    completion_tokens: int = 7
+    status: int | None = None  # answer with this HTTP error instead
+    fail_after: int | None = None  # break the stream after this many chunks
+    fail_mode: str = "disconnect"  # or "error_event"
+    delay: float = 0.0  # seconds before each chunk
+    chunk_size: int = 1  # words per text delta
+
+
+def _text_pieces(text: str, words: int) -> list[str]:
+    parts = text.split(" ")
+    pieces = [" ".join(parts[i : i + words]) for i in range(0, len(parts), words)]
+    return [p if i == 0 else " " + p for i, p in enumerate(pieces)] if text else []
+
+
+def turn_chunks(turn: Turn, model: str, include_usage: bool) -> list[dict[str, Any]]:
+    cid = f"chatcmpl-fake{next(_ids)}"
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks += [chunk({"reasoning_content": p}) for p in _text_pieces(turn.reasoning, 1)]
+    chunks += [chunk({"content": p}) for p in _text_pieces(turn.text, turn.chunk_size)]
+    for index, (name, args) in enumerate(turn.tool_calls):
+        arguments = args if isinstance(args, str) else json.dumps(args)
+        call_id = f"call_{hashlib.sha1(f'{cid}{index}'.encode()).hexdigest()[:12]}"
+        chunks.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call_id,
+                            "type": "function",
+                            "function": {"name": name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
+        half = len(arguments) // 2
+        for piece in (arguments[:half], arguments[half:]):
+            chunks.append(
+                chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+            )
+    finish = turn.finish_reason or ("tool_calls" if turn.tool_calls else "stop")
+    chunks.append(chunk({}, finish))
+    if include_usage:
+        chunks.append(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": 1700000000,
+                "model": model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": turn.prompt_tokens,
+                    "completion_tokens": turn.completion_tokens,
+                    "total_tokens": turn.prompt_tokens + turn.completion_tokens,
+                },
+            }
+        )
+    return chunks
+
+
+def fold_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The non-streaming ChatCompletion that a list of chunks adds up to."""
+    content, reasoning, calls, finish, usage = [], [], {}, "stop", None
+    for c in chunks:
+        usage = c.get("usage") or usage
+        for choice in c.get("choices") or []:
+            delta = choice.get("delta") or {}
+            content.append(delta.get("content") or "")
+            reasoning.append(delta.get("reasoning_content") or "")
+            for call in delta.get("tool_calls") or []:
+                slot = calls.setdefault(
+                    call["index"],
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                slot["id"] = call.get("id") or slot["id"]
+                fn = call.get("function") or {}
+                slot["function"]["name"] += fn.get("name") or ""
+                slot["function"]["arguments"] += fn.get("arguments") or ""
+            finish = choice.get("finish_reason") or finish
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
+    if "".join(reasoning):
+        message["reasoning_content"] = "".join(reasoning)
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    return {
+        "id": chunks[0]["id"],
+        "object": "chat.completion",
+        "created": chunks[0]["created"],
+        "model": chunks[0]["model"],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": usage,
+    }
+
+
+# -- replaying the shared recordings ------------------------------------------------------
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
+
+
+def request_signature(body: dict[str, Any]) -> str:
+    """The meaningful parts of a chat request: roles, texts, tool calls and outputs, tools."""
+    messages = []
+    for m in body.get("messages", []):
+        calls = [
+            (c["function"]["name"], json.loads(c["function"]["arguments"] or "{}"))
+            for c in m.get("tool_calls") or []
+        ]
+        messages.append((m["role"], _text_of(m.get("content")).strip(), calls))
+    tools = sorted(t["function"]["name"] for t in body.get("tools") or [])
+    return json.dumps([messages, tools], sort_keys=True)
+
+
+class Recordings:
+    def __init__(self, directory: Path = SHARED_RECORDINGS):
+        self.by_signature: dict[str, dict[str, Any]] = {}
+        for path in sorted(directory.glob("*.json")):
+            data = json.loads(path.read_text())
+            request = data.get("request", {})
+            if request.get("endpoint") != "/v1/chat/completions":
+                continue
+            if not data["response"].get("is_streaming"):
+                continue
+            self.by_signature.setdefault(request_signature(request["body"]), data)
+
+    def chunks_for(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        data = self.by_signature.get(request_signature(body))
+        if data is None:
+            return None
+        return [c["__data__"] for c in data["response"]["body"]]
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+class FakeUpstream:
+    def __init__(
+        self, models: tuple[str, ...] = ("gpt-4o", "gpt-4o-mini", "text-embedding-3-small")
+    ):
+        self.models = list(models)
+        self.turns: deque[Turn] = deque()
+        self.default: Turn | None = None
+        self.recordings: Recordings | None = None
+        self.requests: list[dict[str, Any]] = []
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+            ]
+        )
+
+    def script(self, *turns: Turn) -> None:
+        self.turns.extend(turns)
+
+    def reset(self) -> None:
+        self.turns.clear()
+        self.requests.clear()
+        self.default = None
+        self.recordings = None
+
+    async def _models(self, request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                    for m in self.models
+                ],
+            }
+        )
+
+    async def _embeddings(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        self.requests.append(body)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = []
+        for i, text in enumerate(inputs):
+            digest = hashlib.sha256(str(text).encode()).digest()
+            data.append(
+                {"object": "embedding", "index": i, "embedding": [b / 255.0 for b in digest[:16]]}
+            )
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
+            }
+        )
+
+    async def _chat(self, request: Request):
+        body = await request.json()
+        self.requests.append(body)
+        model = body.get("model", "")
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        turn: Turn | None = None
+        chunks: list[dict[str, Any]] | None = None
+        if self.recordings is not None:
+            chunks = self.recordings.chunks_for(body)
+            if chunks is None:
+                return JSONResponse(
+                    {
+                        "error": {
+                            "message": f"no recording matches {request_signature(body)}",
+                            "type": "not_recorded",
+                        }
+                    },
+                    status_code=500,
+                )
+        else:
+            turn = self.turns.popleft() if self.turns else self.default
+            if turn is None:
+                return JSONResponse(
+                    {
+                        "error": {
+                            "message": "fake upstream: script exhausted",
+                            "type": "script_exhausted",
+                        }
+                    },
+                    status_code=500,
+                )
+            if turn.status:
+                return JSONResponse(
+                    {
+                        "error": {
+                            "message": f"scripted failure {turn.status}",
+                            "type": "server_error",
+                        }
+                    },
+                    status_code=turn.status,
+                )
+            chunks = turn_chunks(turn, model, include_usage or not body.get("stream"))
+        if not body.get("stream"):
+            return JSONResponse(fold_chunks(chunks))
+        return StreamingResponse(self._stream(chunks, turn), media_type="text/event-stream")
+
+    async def _stream(self, chunks: list[dict[str, Any]], turn: Turn | None):
+        for n, c in enumerate(chunks):
+            if turn is not None and turn.fail_after is not None and n == turn.fail_after:
+                if turn.fail_mode == "error_event":
+                    yield b'data: {"error": {"message": "scripted mid-stream failure"}}\n\n'
+                    return
+                raise ConnectionAbortedError("scripted mid-stream disconnect")
+            if turn is not None and turn.delay:
+                await asyncio.sleep(turn.delay)
+            yield b"data: " + json.dumps(c).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
