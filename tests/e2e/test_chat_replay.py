@@ -87,10 +87,13 @@ def test_replay_shared_recording_over_http_and_sdk(tmp_path):
     recording = json.loads(SHARED_FILE.read_text())
     test_id = recording["test_id"]
     body = _loom_body(recording["request"]["body"])
-    with run_loom(_replay_env(tmp_path, RECORDED_BASE_URL, SHARED_RECORDINGS)) as loom:
-        with httpx.Client(base_url=loom.url, timeout=30) as client:
-            _assert_replayed(_sse_data(client, body, test_id), recording)
+    env = _replay_env(tmp_path, RECORDED_BASE_URL, SHARED_RECORDINGS)
+    with run_loom(env) as loom, httpx.Client(base_url=loom.url, timeout=30) as client:
+        _assert_replayed(_sse_data(client, body, test_id), recording)
 
+    # A fresh database: a replay repeats the recorded completion id, which is stored.
+    env["LOOM_DB_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'sdk.db'}"
+    with run_loom(env) as loom:
         sdk = openai.OpenAI(base_url=f"{loom.url}/v1", api_key="x", max_retries=0)
         stream = sdk.chat.completions.create(**body, extra_headers={TEST_ID_HEADER: test_id})
         chunks = [chunk.to_dict() for chunk in stream]
@@ -229,8 +232,6 @@ def test_replay_miss_is_an_openai_shaped_error_naming_the_key(
 
         sdk = openai.OpenAI(base_url=f"{loom.url}/v1", api_key="x", max_retries=0)
         with pytest.raises(openai.APIStatusError) as info:
-            sdk.chat.completions.create(
-                **_loom_body(body), extra_headers={TEST_ID_HEADER: test_id}
-            )
+            sdk.chat.completions.create(**_loom_body(body), extra_headers={TEST_ID_HEADER: test_id})
     assert info.value.status_code == 502
     assert key in info.value.message

@@ -70,9 +70,7 @@ async def test_migrated_database_matches_schema_module(db: Database) -> None:
         return {
             "columns": {(c.name, c.nullable) for c in table.columns},
             "indexes": {i.name for i in table.indexes},
-            "unique": {
-                c.name for c in table.constraints if isinstance(c, sa.UniqueConstraint)
-            }
+            "unique": {c.name for c in table.constraints if isinstance(c, sa.UniqueConstraint)}
             | {f"uq_{table.name}_{c.name}" for c in table.columns if c.unique},
             "primary_key": {c.name for c in table.primary_key.columns},
             "foreign_keys": {

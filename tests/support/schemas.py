@@ -20,7 +20,13 @@ _EVENT_ADAPTER = TypeAdapter(ResponseStreamEvent)
 
 @functools.cache
 def _spec() -> dict[str, Any]:
-    return json.loads(SPEC_PATH.read_text())
+    spec = json.loads(SPEC_PATH.read_text())
+    # A defect of the spec file: its JsonSchemaResponseFormat.schema admits only null (the
+    # object branch was lost when it was generated), while the SDK requires the schema
+    # object and OpenAI echoes it. Loom echoes the schema; widen that one property.
+    fmt = spec["components"]["schemas"]["JsonSchemaResponseFormat"]["properties"]
+    fmt["schema"] = {"anyOf": [{"type": "object"}, {"type": "null"}]}
+    return spec
 
 
 @functools.cache

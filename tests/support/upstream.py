@@ -174,7 +174,13 @@ class Recordings:
                 continue
             if not data["response"].get("is_streaming"):
                 continue
-            self.by_signature.setdefault(request_signature(request["body"]), data)
+            signature = request_signature(request["body"])
+            # Loom always asks for usage; prefer the recordings that carry it.
+            with_usage = bool((request["body"].get("stream_options") or {}).get("include_usage"))
+            if signature not in self.by_signature or with_usage:
+                self.by_signature.setdefault(signature, data)
+                if with_usage:
+                    self.by_signature[signature] = data
 
     def chunks_for(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
         data = self.by_signature.get(request_signature(body))

@@ -25,6 +25,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ MODEL_LIST_TYPE = "openai.pagination.AsyncPage"
 
 # A replay miss reads at most this many recordings to name the nearest one.
 NEAREST_SCAN_LIMIT = 1000
+_WORD = re.compile(r"\w+")
 
 
 class ReplayMissError(LoomError):
@@ -253,8 +255,8 @@ class RecordingProvider:
 
     def _nearest(self, req: _Request) -> tuple[str, str | None, float] | None:
         """The recording for the same endpoint whose body is most like this request's:
-        same model first, then the closest JSON (line diff), then the same test id."""
-        wanted = _lines(req.body)
+        same model first, then the most similar JSON (word diff), then the same test id."""
+        wanted = _words(req.body)
         model = req.body.get("model") if isinstance(req.body, dict) else None
         best: tuple[tuple[bool, float, bool], str, str | None] | None = None
         try:
@@ -271,7 +273,7 @@ class RecordingProvider:
             except (OSError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
                 continue
             same_model = isinstance(body, dict) and body.get("model") == model
-            matcher = difflib.SequenceMatcher(None, wanted, _lines(body))
+            matcher = difflib.SequenceMatcher(None, wanted, _words(body))
             if best is not None and (same_model, matcher.quick_ratio()) < best[0][:2]:
                 continue
             score = (same_model, matcher.ratio(), data.get("test_id") == req.test_id)
@@ -280,8 +282,9 @@ class RecordingProvider:
         return None if best is None else (best[1], best[2], best[0][1])
 
 
-def _lines(body: Any) -> list[str]:
-    return json.dumps(body, sort_keys=True, indent=1, ensure_ascii=False).splitlines()
+def _words(body: Any) -> list[str]:
+    """The words of a body's JSON: what a line diff of short bodies would miss."""
+    return _WORD.findall(json.dumps(body, sort_keys=True, ensure_ascii=False))
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -56,41 +56,12 @@ class ResponseStore:
         conversation, and DuplicateIdError if the response id belongs to another owner.
         """
         async with self._db.write() as conn:
+            await _upsert(conn, owner, response, input_items, conversation_id)
+            # Last, so the conversation row stays locked for as short a time as possible.
             if conversation_id is not None and not await append_items_in(
                 conn, owner, conversation_id, conversation_items or []
             ):
                 raise LookupError(f"conversation {conversation_id!r} not found")
-            await self._upsert(conn, owner, response, input_items, conversation_id)
-
-    async def _upsert(
-        self,
-        conn: AsyncConnection,
-        owner: str,
-        response: Json,
-        input_items: list[Json],
-        conversation_id: str | None,
-    ) -> None:
-        values = {
-            "id": response["id"],
-            "owner": owner,
-            "created_at": float(response.get("created_at") or 0),
-            "status": response.get("status"),
-            "model": response.get("model"),
-            "previous_response_id": response.get("previous_response_id"),
-            "conversation_id": conversation_id,
-            "response": response,
-            "input_items": input_items,
-        }
-        insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
-        stmt = insert(resp_t).values(values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[resp_t.c.id],
-            set_={name: stmt.excluded[name] for name in _UPDATABLE},
-            # Never overwrite another owner's response; no row comes back then.
-            where=resp_t.c.owner == stmt.excluded.owner,
-        ).returning(resp_t.c.seq)
-        if (await conn.execute(stmt)).first() is None:
-            raise DuplicateIdError(f"response id {response['id']!r} is taken")
 
     async def get(self, owner: str, id: str) -> Json | None:
         """`{"response", "input_items", "conversation_id"}`, or None."""
@@ -163,3 +134,33 @@ class ResponseStore:
         if not rows:
             return None
         return [{"response": row[0], "input_items": row[1]} for row in rows]
+
+
+async def _upsert(
+    conn: AsyncConnection,
+    owner: str,
+    response: Json,
+    input_items: list[Json],
+    conversation_id: str | None,
+) -> None:
+    values = {
+        "id": response["id"],
+        "owner": owner,
+        "created_at": float(response.get("created_at") or 0),
+        "status": response.get("status"),
+        "model": response.get("model"),
+        "previous_response_id": response.get("previous_response_id"),
+        "conversation_id": conversation_id,
+        "response": response,
+        "input_items": input_items,
+    }
+    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+    stmt = insert(resp_t).values(values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[resp_t.c.id],
+        set_={name: stmt.excluded[name] for name in _UPDATABLE},
+        # Never overwrite another owner's response; no row comes back then.
+        where=resp_t.c.owner == stmt.excluded.owner,
+    ).returning(resp_t.c.seq)
+    if (await conn.execute(stmt)).first() is None:
+        raise DuplicateIdError(f"response id {response['id']!r} is taken")

@@ -1,0 +1,1 @@
+"""Benchmarks for Loom, run from the repository root (see DESIGN.md, "Performance")."""

@@ -1,0 +1,137 @@
+"""Start, watch and stop the processes a benchmark talks to: the fake upstream and Loom.
+
+Each runs in its own process, so its CPU never shares the load generator's event loop,
+and each is asked to die with the benchmark (Linux `PR_SET_PDEATHSIG`) in case the
+benchmark itself is killed before it can stop them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Service:
+    """A child process serving HTTP on loopback, with its log file."""
+
+    name: str
+    proc: subprocess.Popen
+    base_url: str
+    log_path: Path
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far, from /proc/<pid>/stat."""
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # Fields 14 and 15 of stat(5); the list starts at field 3 (state).
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)  # uvicorn shuts down gracefully on SIGINT
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: get SIGTERM when the benchmark process dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, *args],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches only the benchmark, which stops us
+            preexec_fn=_die_with_parent,
+        )
+
+
+def wait_ready(service: Service, path: str, timeout: float = 60.0) -> None:
+    """Poll `GET path` until it answers 200; fail early, with the log, if the process dies."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=service.base_url, timeout=2.0, trust_env=False) as client:
+        while time.monotonic() < deadline:
+            if service.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{service.name} exited with code {service.proc.returncode} at startup:\n"
+                    + service.log_tail()
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(path).status_code == 200:
+                    return
+            time.sleep(0.1)
+    raise RuntimeError(f"{service.name} not ready after {timeout:.0f}s:\n" + service.log_tail())
+
+
+def _clean_env() -> dict[str, str]:
+    """The inherited environment minus anything that could reconfigure Loom."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "OPENAI_"))}
+    env["NO_PROXY"] = ",".join(filter(None, [env.get("NO_PROXY"), "127.0.0.1", "localhost"]))
+    return env
+
+
+def start_upstream(workdir: Path) -> Service:
+    port = free_port()
+    log_path = workdir / "upstream.log"
+    proc = _spawn(
+        "upstream", ["-m", "bench.fake_upstream", "--port", str(port)], _clean_env(), log_path
+    )
+    service = Service("fake upstream", proc, f"http://127.0.0.1:{port}", log_path)
+    wait_ready(service, "/v1/models")
+    return service
+
+
+def start_loom(upstream: Service, workdir: Path, extra_env: dict[str, str] | None = None) -> Service:
+    port = free_port()
+    env = _clean_env()
+    env.update(
+        OPENAI_API_KEY="x",
+        OPENAI_BASE_URL=f"{upstream.base_url}/v1",
+        LOOM_LOCAL_MODELS="off",
+        LOOM_DB_URL=f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+    )
+    env.update(extra_env or {})
+    log_path = workdir / "loom.log"
+    proc = _spawn("loom", ["-m", "loom.cli", "serve", "--port", str(port)], env, log_path)
+    service = Service("Loom", proc, f"http://127.0.0.1:{port}", log_path)
+    wait_ready(service, "/v1/health")
+    return service

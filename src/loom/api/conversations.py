@@ -1,0 +1,203 @@
+"""`/v1/conversations`: a durable history of items that responses can run in.
+
+Create, retrieve, update (metadata) and delete a conversation; add, list, retrieve and
+delete its items. Responses created with `conversation` append their turns through the
+response store; these routes are the client's own view and edits of the same items.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from openai.types.responses.response_includable import ResponseIncludable
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loom.api.body import openapi_body, parse_body
+from loom.api.deps import owner, services
+from loom.api.pages import page_of
+from loom.engine.conversation_items import MAX_ITEMS_PER_REQUEST, conversation_items
+from loom.engine.ids import new_id
+from loom.errors import ConflictError, NotFoundError
+from loom.services import Services
+from loom.store import DuplicateIdError
+
+router = APIRouter()
+
+# `include` is accepted for compatibility; Loom always returns items whole.
+Include = list[ResponseIncludable] | None
+
+
+def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is not None:
+        if len(value) > 16:
+            raise ValueError("metadata holds at most 16 keys")
+        for key, item in value.items():
+            if len(key) > 64 or len(item) > 512:
+                raise ValueError("metadata keys are at most 64 and values 512 characters")
+    return value
+
+
+class CreateConversation(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    items: list[Any] | None = Field(default=None, max_length=MAX_ITEMS_PER_REQUEST)
+    metadata: dict[str, str] | None = None
+
+    check_metadata = field_validator("metadata")(_check_metadata)
+
+
+class UpdateConversation(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    metadata: dict[str, str] | None  # required, may be null (clears it)
+
+    check_metadata = field_validator("metadata")(_check_metadata)
+
+
+class AddItems(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    items: list[Any] = Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)
+
+
+def _not_found(conversation_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"Conversation with id '{conversation_id}' not found.", param="conversation_id"
+    )
+
+
+def _item_not_found(item_id: str, conversation_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"Item with id '{item_id}' not found in conversation '{conversation_id}'.",
+        param="item_id",
+    )
+
+
+def _duplicate(exc: DuplicateIdError) -> ConflictError:
+    return ConflictError(f"An item with the same id already exists: {exc}", param="items")
+
+
+async def _existing(svc: Services, who: str, conversation_id: str) -> dict[str, Any]:
+    conversation = await svc.stores.conversations.get(who, conversation_id)
+    if conversation is None:
+        raise _not_found(conversation_id)
+    return conversation
+
+
+@router.post("/conversations", openapi_extra=openapi_body(CreateConversation))
+async def create_conversation(
+    request: Request, svc: Services = Depends(services), who: str = Depends(owner)
+):
+    body, _ = await parse_body(request, CreateConversation)
+    items = conversation_items(body.items or [])
+    conversation = {
+        "id": new_id("conv"),
+        "object": "conversation",
+        "created_at": int(time.time()),
+        "metadata": body.metadata or {},
+    }
+    try:
+        await svc.stores.conversations.create(who, conversation, items)
+    except DuplicateIdError as exc:
+        raise _duplicate(exc) from None
+    return conversation
+
+
+@router.get("/conversations/{conversation_id}")
+async def get_conversation(
+    conversation_id: str, svc: Services = Depends(services), who: str = Depends(owner)
+):
+    return await _existing(svc, who, conversation_id)
+
+
+@router.post("/conversations/{conversation_id}", openapi_extra=openapi_body(UpdateConversation))
+async def update_conversation(
+    conversation_id: str,
+    request: Request,
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
+):
+    body, _ = await parse_body(request, UpdateConversation)
+    updated = await svc.stores.conversations.update_metadata(
+        who, conversation_id, body.metadata or {}
+    )
+    if updated is None:
+        raise _not_found(conversation_id)
+    return updated
+
+
+@router.delete("/conversations/{conversation_id}")
+async def delete_conversation(
+    conversation_id: str, svc: Services = Depends(services), who: str = Depends(owner)
+):
+    if not await svc.stores.conversations.delete(who, conversation_id):
+        raise _not_found(conversation_id)
+    return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
+
+
+@router.post("/conversations/{conversation_id}/items", openapi_extra=openapi_body(AddItems))
+async def add_items(
+    conversation_id: str,
+    request: Request,
+    include: Include = Query(None),
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
+):
+    body, _ = await parse_body(request, AddItems)
+    items = conversation_items(body.items)
+    try:
+        found = await svc.stores.conversations.append_items(who, conversation_id, items)
+    except DuplicateIdError as exc:
+        raise _duplicate(exc) from None
+    if not found:
+        raise _not_found(conversation_id)
+    return page_of(items, False)
+
+
+@router.get("/conversations/{conversation_id}/items")
+async def list_items(
+    conversation_id: str,
+    after: str | None = None,
+    limit: int = Query(20, ge=1, le=100),
+    order: Literal["asc", "desc"] = "desc",
+    include: Include = Query(None),
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
+):
+    page = await svc.stores.conversations.list_items(
+        who, conversation_id, after=after, limit=limit, order=order
+    )
+    if page is None:
+        raise _not_found(conversation_id)
+    return page_of(*page)
+
+
+@router.get("/conversations/{conversation_id}/items/{item_id}")
+async def get_item(
+    conversation_id: str,
+    item_id: str,
+    include: Include = Query(None),
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
+):
+    item = await svc.stores.conversations.get_item(who, conversation_id, item_id)
+    if item is None:
+        await _existing(svc, who, conversation_id)
+        raise _item_not_found(item_id, conversation_id)
+    return item
+
+
+@router.delete("/conversations/{conversation_id}/items/{item_id}")
+async def delete_item(
+    conversation_id: str,
+    item_id: str,
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
+):
+    deleted = await svc.stores.conversations.delete_item(who, conversation_id, item_id)
+    conversation = await _existing(svc, who, conversation_id)
+    if not deleted:
+        raise _item_not_found(item_id, conversation_id)
+    return conversation
