@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 
 import orjson
 
@@ -177,10 +178,9 @@ def main() -> None:
     except ImportError:
         uvloop = None
     run = uvloop.run if uvloop else asyncio.run
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run(serve(args.host, args.port))
-    except KeyboardInterrupt:
-        pass
+
 
 if __name__ == "__main__":
     main()

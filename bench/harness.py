@@ -23,6 +23,12 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
+# What the `loom` console script runs (`loom.cli` has no `__main__` guard for `-m`).
+_LOOM_CLI = ["-c", "import sys; from loom.cli import main; sys.exit(main())"]
+
+
+class StartupError(RuntimeError):
+    """A service exited or never answered at startup; the message holds its log tail."""
 
 
 @dataclass
@@ -33,6 +39,7 @@ class Service:
     proc: subprocess.Popen
     base_url: str
     log_path: Path
+    ready_path: str
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used so far, from /proc/<pid>/stat."""
@@ -85,21 +92,21 @@ def _spawn(name: str, args: list[str], env: dict[str, str], log_path: Path) -> s
         )
 
 
-def wait_ready(service: Service, path: str, timeout: float = 60.0) -> None:
-    """Poll `GET path` until it answers 200; fail early, with the log, if the process dies."""
+def wait_ready(service: Service, timeout: float = 60.0) -> None:
+    """Poll `GET ready_path` until it answers 200; fail early, with the log, if it dies."""
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=service.base_url, timeout=2.0, trust_env=False) as client:
         while time.monotonic() < deadline:
             if service.proc.poll() is not None:
-                raise RuntimeError(
+                raise StartupError(
                     f"{service.name} exited with code {service.proc.returncode} at startup:\n"
                     + service.log_tail()
                 )
             with contextlib.suppress(httpx.HTTPError):
-                if client.get(path).status_code == 200:
+                if client.get(service.ready_path).status_code == 200:
                     return
             time.sleep(0.1)
-    raise RuntimeError(f"{service.name} not ready after {timeout:.0f}s:\n" + service.log_tail())
+    raise StartupError(f"{service.name} not ready after {timeout:.0f}s:\n" + service.log_tail())
 
 
 def _clean_env() -> dict[str, str]:
@@ -109,18 +116,20 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def start_upstream(workdir: Path) -> Service:
+def spawn_upstream(workdir: Path) -> Service:
+    """Start the fake upstream; call `wait_ready` before using it."""
     port = free_port()
     log_path = workdir / "upstream.log"
     proc = _spawn(
         "upstream", ["-m", "bench.fake_upstream", "--port", str(port)], _clean_env(), log_path
     )
-    service = Service("fake upstream", proc, f"http://127.0.0.1:{port}", log_path)
-    wait_ready(service, "/v1/models")
-    return service
+    return Service("fake upstream", proc, f"http://127.0.0.1:{port}", log_path, "/v1/models")
 
 
-def start_loom(upstream: Service, workdir: Path, extra_env: dict[str, str] | None = None) -> Service:
+def spawn_loom(
+    upstream: Service, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Service:
+    """Start `loom serve` against the upstream; call `wait_ready` before using it."""
     port = free_port()
     env = _clean_env()
     env.update(
@@ -131,7 +140,5 @@ def start_loom(upstream: Service, workdir: Path, extra_env: dict[str, str] | Non
     )
     env.update(extra_env or {})
     log_path = workdir / "loom.log"
-    proc = _spawn("loom", ["-m", "loom.cli", "serve", "--port", str(port)], env, log_path)
-    service = Service("Loom", proc, f"http://127.0.0.1:{port}", log_path)
-    wait_ready(service, "/v1/health")
-    return service
+    proc = _spawn("loom", [*_LOOM_CLI, "serve", "--port", str(port)], env, log_path)
+    return Service("Loom", proc, f"http://127.0.0.1:{port}", log_path, "/v1/health")

@@ -37,13 +37,13 @@ class PgDatabases:
         self.base = base
         self.names: list[str] = []
 
-    def _admin_dsn(self) -> str:
+    def admin_dsn(self) -> str:
         url = self.base.set(drivername="postgresql", database="postgres")
         return url.render_as_string(hide_password=False)
 
     async def create(self) -> str:
         name = f"loom_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(self._admin_dsn(), timeout=5)
+        admin = await asyncpg.connect(self.admin_dsn(), timeout=5)
         try:
             await admin.execute(f'CREATE DATABASE "{name}"')
         finally:
@@ -52,7 +52,7 @@ class PgDatabases:
         return self.base.set(database=name).render_as_string(hide_password=False)
 
     async def drop_all(self) -> None:
-        admin = await asyncpg.connect(self._admin_dsn(), timeout=5)
+        admin = await asyncpg.connect(self.admin_dsn(), timeout=5)
         try:
             for name in self.names:
                 await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -64,7 +64,7 @@ class PgDatabases:
 async def pg_databases() -> AsyncIterator[PgDatabases]:
     databases = PgDatabases(make_url(PG_URL))
     try:
-        probe = await asyncpg.connect(databases._admin_dsn(), timeout=5)
+        probe = await asyncpg.connect(databases.admin_dsn(), timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         reason = (
             f"PostgreSQL not reachable at {make_url(PG_URL).render_as_string()}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -15,6 +16,9 @@ from loom.api.sse import DONE_LINE, chat_chunk_bytes, sse_response
 from loom.errors import NotFoundError
 from loom.inference.assemble import ChunkAccumulator
 from loom.services import Services
+from loom.store import ChatCompletionStore, DuplicateIdError
+
+log = logging.getLogger("loom.api")
 
 router = APIRouter()
 
@@ -57,7 +61,7 @@ async def create_chat_completion(
     if not parsed.stream:
         completion = await resolved.provider.chat(upstream_body)
         if store and completion.get("id"):
-            await store_completions.put(who, completion, parsed.messages, parsed.metadata)
+            await _keep(store_completions, who, completion, parsed)
         return completion
 
     chunks = resolved.provider.stream_chat(upstream_body)
@@ -82,13 +86,23 @@ async def create_chat_completion(
             accumulator = None
         finally:
             await chunks.aclose()
-        yield DONE_LINE
         if accumulator and accumulator.id:
-            await store_completions.put(
-                who, accumulator.completion(), parsed.messages, parsed.metadata
-            )
+            # Stored before [DONE], so a client that reacts to the end finds it.
+            await _keep(store_completions, who, accumulator.completion(), parsed)
+        yield DONE_LINE
 
     return sse_response(body_bytes())
+
+
+async def _keep(
+    completions: ChatCompletionStore, who: str, completion: dict, parsed: ChatCompletionRequest
+) -> None:
+    """Store a completion. An id seen before (a replayed recording, an upstream that reuses
+    ids) keeps the first one: the answer was delivered either way."""
+    try:
+        await completions.put(who, completion, parsed.messages, parsed.metadata)
+    except DuplicateIdError:
+        log.warning("chat completion %s already stored; not stored again", completion["id"])
 
 
 @router.get("/chat/completions")

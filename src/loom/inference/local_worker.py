@@ -36,7 +36,11 @@ class LoadedModel:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.llm = llama_cpp.Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,  # None: llama.cpp's choice (half the cores)
+            n_threads_batch=n_threads,
+            verbose=False,
         )
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
