@@ -58,7 +58,7 @@ class Service:
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGINT)  # uvicorn shuts down gracefully on SIGINT
+        self.proc.terminate()  # uvicorn shuts down gracefully on SIGTERM
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -142,3 +142,10 @@ def spawn_loom(
     log_path = workdir / "loom.log"
     proc = _spawn("loom", [*_LOOM_CLI, "serve", "--port", str(port)], env, log_path)
     return Service("Loom", proc, f"http://127.0.0.1:{port}", log_path, "/v1/health")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all processes on the machine have used (every core), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq = map(int, stat.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / _CLOCK_TICKS

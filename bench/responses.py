@@ -7,8 +7,8 @@
 Three processes take part, so that none shares another's event loop:
 - a fast fake OpenAI-compatible upstream on loopback (`bench.fake_upstream`), which
   streams 64 small content chunks, a finish chunk and a usage chunk per completion;
-- Loom (`python -m loom.cli serve`), with that upstream as its `openai` provider and a
-  fresh SQLite database in a temporary directory;
+- Loom (`loom serve`, i.e. `loom.cli.main`), with that upstream as its `openai` provider,
+  local models off and a fresh SQLite database in a temporary directory;
 - this process, the load generator: `httpx.AsyncClient`, N concurrent clients.
 
 For every concurrency level it measures, for both calling the upstream's
@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import signal
+import ssl
 import sys
 import tempfile
 import time
@@ -44,10 +46,27 @@ import httpx
 import orjson
 
 from bench.fake_upstream import CHUNKS, TEXT
-from bench.harness import Service, StartupError, spawn_loom, spawn_upstream, wait_ready
+from bench.harness import (
+    Service,
+    StartupError,
+    machine_busy_seconds,
+    spawn_loom,
+    spawn_upstream,
+    wait_ready,
+)
 
 PROMPT = "Say something."
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The run's shape: concurrency levels and the bounds of each phase."""
+
+    levels: list[int]
+    requests: int  # at most this many requests per measured phase...
+    max_seconds: float  # ...and no new request after this many seconds
+    store_false_concurrency: int = 32
 
 
 class BenchError(Exception):
@@ -155,16 +174,33 @@ async def stream_request(client: httpx.AsyncClient, target: Target) -> tuple[flo
 Request = Callable[[httpx.AsyncClient, Target], Awaitable[tuple[float, float | None]]]
 
 
+@dataclass(frozen=True)
+class CpuClock:
+    """CPU seconds used so far by Loom, the fake upstream, this process and the machine."""
+
+    loom: float
+    upstream: float
+    client: float
+    machine: float
+
+    @classmethod
+    def read(cls, loom: Service, upstream: Service) -> CpuClock:
+        return cls(
+            loom.cpu_seconds(), upstream.cpu_seconds(), time.process_time(), machine_busy_seconds()
+        )
+
+
 @dataclass
 class Phase:
-    """The outcome of one phase: sorted latencies and times to first token, plus costs."""
+    """The outcome of one phase: sorted latencies and times to first token, plus CPU use."""
 
     latencies: list[float] = field(default_factory=list)
     ttfts: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     wall: float = 0.0
-    loom_cpu: float | None = None  # seconds, over the whole phase
-    client_cpu: float = 0.0  # seconds, over the whole phase
+    loom_cpu: float = 0.0  # seconds over the phase
+    client_cpu: float = 0.0  # seconds over the phase
+    other_cpu: float = 0.0  # seconds used by every other process on the machine
 
     @property
     def count(self) -> int:
@@ -175,37 +211,44 @@ class Phase:
         return self.count / self.wall if self.wall else 0.0
 
     def loom_cpu_ms_per_response(self) -> float | None:
-        if self.loom_cpu is None or not self.count:
-            return None
-        return self.loom_cpu / self.count * 1000
+        return self.loom_cpu / self.count * 1000 if self.count else None
 
     def client_busy(self) -> float:
+        """The load generator's CPU use, as a fraction of one core."""
         return self.client_cpu / self.wall if self.wall else 0.0
+
+    def other_busy(self) -> float:
+        """Other processes' CPU use, in cores: the noise from sharing the machine."""
+        return max(0.0, self.other_cpu / self.wall) if self.wall else 0.0
+
+    def record_cpu(self, before: CpuClock, after: CpuClock) -> None:
+        self.loom_cpu = after.loom - before.loom
+        self.client_cpu = after.client - before.client
+        ours = self.loom_cpu + self.client_cpu + after.upstream - before.upstream
+        self.other_cpu = after.machine - before.machine - ours
 
 
 def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of sorted values, in milliseconds."""
+    """Nearest-rank percentile of sorted values (seconds), in milliseconds."""
     if not values:
         return None
-    rank = max(0, min(len(values) - 1, round(q / 100 * len(values) + 0.5) - 1))
-    return values[rank] * 1000
+    rank = min(len(values), max(1, math.ceil(q / 100 * len(values))))
+    return values[rank - 1] * 1000
 
 
 async def run_phase(
-    client: httpx.AsyncClient,
+    clients: list[httpx.AsyncClient],
     target: Target,
     request: Request,
-    concurrency: int,
     max_requests: int,
     max_seconds: float,
-    loom: Service | None = None,
 ) -> Phase:
-    """`concurrency` clients send requests back to back until either bound is reached."""
+    """Each client sends requests back to back until either bound is reached."""
     phase = Phase()
     remaining = max_requests
     deadline = time.perf_counter() + max_seconds
 
-    async def client_loop() -> None:
+    async def client_loop(client: httpx.AsyncClient) -> None:
         nonlocal remaining
         while remaining > 0 and time.perf_counter() < deadline:
             remaining -= 1
@@ -218,43 +261,66 @@ async def run_phase(
             if ttft is not None:
                 phase.ttfts.append(ttft)
 
-    cpu_before = loom.cpu_seconds() if loom else None
-    client_before = time.process_time()
     start = time.perf_counter()
-    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    await asyncio.gather(*(client_loop(client) for client in clients))
     phase.wall = time.perf_counter() - start
-    phase.client_cpu = time.process_time() - client_before
-    if loom and cpu_before is not None:
-        phase.loom_cpu = loom.cpu_seconds() - cpu_before
     phase.latencies.sort()
     phase.ttfts.sort()
     return phase
 
 
-async def measure(
-    client: httpx.AsyncClient,
-    target: Target,
-    stream: bool,
-    concurrency: int,
-    settings: Settings,
-    loom: Service | None = None,
-) -> Phase:
-    """A warm-up at the same concurrency, then the measured phase."""
-    request = stream_request if stream else plain_request
-    warmup = max(20, concurrency)
-    await run_phase(client, target, request, concurrency, warmup, settings.max_seconds / 2)
-    phase = await run_phase(
-        client, target, request, concurrency, settings.requests, settings.max_seconds, loom
-    )
-    kind = "streaming" if stream else "non-streaming"
-    errors = f", {len(phase.errors)} errors" if phase.errors else ""
-    print(
-        f"  {target.name:>16} {kind:>13} x{concurrency:<4} {phase.count:5d} requests "
-        f"in {phase.wall:5.2f}s{errors}",
-        file=sys.stderr,
-        flush=True,
-    )
-    return phase
+class Bench:
+    """What every measurement needs: the services, the run's bounds, and the HTTP clients.
+
+    Each simulated client is its own `httpx.AsyncClient` with one keep-alive connection:
+    sharing one pool among many concurrent tasks costs httpx far more CPU and latency
+    than the servers under test, which would hide what Loom adds.
+    """
+
+    def __init__(self, loom: Service, upstream: Service, settings: Settings) -> None:
+        self.loom, self.upstream, self.settings = loom, upstream, settings
+        self._clients: dict[str, list[httpx.AsyncClient]] = {}
+        self._ssl = ssl.create_default_context()  # one for all: each costs ~30 ms to build
+
+    def clients(self, target: Target, count: int) -> list[httpx.AsyncClient]:
+        pool = self._clients.setdefault(target.name, [])
+        while len(pool) < count:
+            pool.append(
+                httpx.AsyncClient(
+                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                    timeout=httpx.Timeout(120.0, connect=10.0),
+                    trust_env=False,
+                    verify=self._ssl,
+                )
+            )
+        return pool[:count]
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(c.aclose() for pool in self._clients.values() for c in pool))
+
+    async def measure(self, target: Target, stream: bool, concurrency: int) -> Phase:
+        """A warm-up at the same concurrency (it also opens the connections), then the
+        measured phase."""
+        request = stream_request if stream else plain_request
+        clients = self.clients(target, concurrency)
+        max_seconds = self.settings.max_seconds
+        await run_phase(clients, target, request, max(10, concurrency), max_seconds / 2)
+        before = CpuClock.read(self.loom, self.upstream)
+        phase = await run_phase(clients, target, request, self.settings.requests, max_seconds)
+        phase.record_cpu(before, CpuClock.read(self.loom, self.upstream))
+        self._progress(target, stream, concurrency, phase)
+        return phase
+
+    @staticmethod
+    def _progress(target: Target, stream: bool, concurrency: int, phase: Phase) -> None:
+        kind = "streaming" if stream else "non-streaming"
+        errors = f", {len(phase.errors)} errors" if phase.errors else ""
+        print(
+            f"  {target.name:>16} {kind:>13} x{concurrency:<4} {phase.count:5d} requests "
+            f"in {phase.wall:5.2f}s; other processes used {phase.other_busy():.2f} cores" + errors,
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 # -- checking the endpoints answer what we expect -------------------------------------------
@@ -314,20 +380,23 @@ def _ratio(numerator: float | None, denominator: float | None) -> str:
     return f"{numerator / denominator:.2f}x"
 
 
-def _cells(direct: Phase, loom: Phase, metric: str) -> tuple[str, str, str]:
+def _cells(direct: Phase, loom: Phase, metric: str, concurrency: int) -> tuple[str, str, str]:
     """(direct, Loom, ratio) for one metric: the ratio is Loom/direct except for rates."""
-    if metric == "rps":
-        return f"{direct.rps:.0f}", f"{loom.rps:.0f}", _ratio(direct.rps, loom.rps)
     if metric == "loom_cpu":
         return "", _ms(loom.loom_cpu_ms_per_response()), ""
     if metric == "client_busy":
         return f"{direct.client_busy():.0%}", f"{loom.client_busy():.0%}", ""
+    if metric == "other_busy":
+        return f"{direct.other_busy():.2f}", f"{loom.other_busy():.2f}", ""
     if metric == "errors":
         return str(len(direct.errors)), str(len(loom.errors)), ""
+    mark = "*" if concurrency > 1 and direct.client_busy() >= CLIENT_BOUND else ""
+    if metric == "rps":
+        return f"{direct.rps:.0f}{mark}", f"{loom.rps:.0f}", _ratio(direct.rps, loom.rps)
     values, q = metric.split("_p")
     d = percentile(getattr(direct, values), float(q))
     lo = percentile(getattr(loom, values), float(q))
-    return _ms(d), _ms(lo), _ratio(lo, d)
+    return _ms(d) + mark, _ms(lo), _ratio(lo, d)
 
 
 PLAIN_ROWS = [
@@ -336,6 +405,7 @@ PLAIN_ROWS = [
     ("requests/s [ratio direct/Loom]", "rps"),
     ("Loom CPU per response (ms)", "loom_cpu"),
     ("load generator CPU (% of a core)", "client_busy"),
+    ("other processes' CPU (cores)", "other_busy"),
 ]
 STREAM_ROWS = [
     ("first token p50 (ms)", "ttfts_p50"),
@@ -345,7 +415,10 @@ STREAM_ROWS = [
     ("responses/s [ratio direct/Loom]", "rps"),
     ("Loom CPU per response (ms)", "loom_cpu"),
     ("load generator CPU (% of a core)", "client_busy"),
+    ("other processes' CPU (cores)", "other_busy"),
 ]
+CLIENT_BOUND = 0.85  # the load generator's CPU use above which a direct figure is marked
+NOISE_CORES = 0.2  # other processes' average CPU use above which the report warns
 LABEL_WIDTH = 34
 CELL = "{:>8}{:>8}{:>8}  "
 
@@ -367,8 +440,13 @@ def print_table(results: dict, levels: list[int]) -> None:
             d.errors or lo.errors for (s, _), (d, lo) in results.items() if s == stream
         )
         for label, metric in rows + ([("errors", "errors")] if has_errors else []):
-            cells = "".join(CELL.format(*_cells(*results[stream, c], metric)) for c in levels)
+            cells = "".join(CELL.format(*_cells(*results[stream, c], metric, c)) for c in levels)
             print(f"  {label:<{LABEL_WIDTH - 2}}" + cells)
+    if any(c > 1 and d.client_busy() >= CLIENT_BOUND for (_, c), (d, _) in results.items()):
+        print(
+            f"* the load generator was >= {CLIENT_BOUND:.0%} busy: this direct figure is bounded"
+            "\n  by the client (queueing in this process), so its ratio understates Loom's cost"
+        )
 
 
 def print_store_false(stored: Phase, unstored: Phase, concurrency: int) -> None:
@@ -386,62 +464,63 @@ def print_store_false(stored: Phase, unstored: Phase, concurrency: int) -> None:
     print(f"  store=true:  {summary(stored)}")
 
 
-def print_errors(phases: list[Phase]) -> None:
+def print_caveats(phases: list[Phase], loom: Service) -> None:
+    """Failed requests, problems in Loom's log, and noise from other processes."""
     errors = [error for phase in phases for error in phase.errors]
     if errors:
         print(f"\n{len(errors)} failed requests; first: {errors[0]}")
+    problems = [
+        line
+        for line in loom.log_tail(lines=100_000).splitlines()
+        if any(word in line for word in ("ERROR", "Traceback", "WARNING"))
+    ]
+    if problems:
+        print(f"\nLoom logged {len(problems)} warning/error lines; first: {problems[0]}")
+    other = max(phase.other_busy() for phase in phases)
+    if other > NOISE_CORES:
+        print(
+            f"\nnote: other processes on this machine used up to {other:.2f} of "
+            f"{os.cpu_count()} cores during a phase; the figures are noisier for it"
+        )
 
 
 # -- the run --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Settings:
-    levels: list[int]
-    requests: int
-    max_seconds: float
-    store_false_concurrency: int = 32
-
-
-def _client(concurrency: int) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        timeout=httpx.Timeout(120.0, connect=10.0),
-        trust_env=False,
-    )
-
-
 async def run(upstream: Service, loom: Service, settings: Settings) -> int:
-    direct, via_loom = direct_target(upstream), loom_target(loom)
-    pool = max([*settings.levels, settings.store_false_concurrency])
-    async with _client(pool) as direct_client, _client(pool) as loom_client:
-        try:
-            warnings = await validate_loom(loom_client, via_loom)
-        except (BenchError, httpx.HTTPError, ValueError) as exc:
-            print(f"Loom's /v1/responses is broken: {type(exc).__name__}: {exc}")
-            print("--- Loom log tail ---\n" + loom.log_tail())
-            return 1
-        for warning in warnings:
-            print(f"warning: {warning}")
+    bench = Bench(loom, upstream, settings)
+    try:
+        return await measure_all(bench, direct_target(upstream), loom_target(loom))
+    finally:
+        await bench.aclose()
 
-        results: dict[tuple[bool, int], tuple[Phase, Phase]] = {}
-        for concurrency in settings.levels:
-            for stream in (False, True):
-                d = await measure(direct_client, direct, stream, concurrency, settings)
-                lo = await measure(loom_client, via_loom, stream, concurrency, settings, loom)
-                results[stream, concurrency] = (d, lo)
 
-        level = settings.store_false_concurrency
-        unstored = await measure(
-            loom_client, loom_target(loom, store=False), True, level, settings, loom
-        )
-        stored = results.get((True, level), (None, None))[1]
-        if stored is None:
-            stored = await measure(loom_client, via_loom, True, level, settings, loom)
+async def measure_all(bench: Bench, direct: Target, via_loom: Target) -> int:
+    """Check Loom answers, measure every phase, print the report; returns the exit code."""
+    try:
+        warnings = await validate_loom(bench.clients(via_loom, 1)[0], via_loom)
+    except (BenchError, httpx.HTTPError, ValueError) as exc:
+        print(f"Loom's /v1/responses is broken: {type(exc).__name__}: {exc}")
+        print("--- Loom log tail ---\n" + bench.loom.log_tail())
+        return 1
+    for warning in warnings:
+        print(f"warning: {warning}")
 
-    print_table(results, settings.levels)
+    results: dict[tuple[bool, int], tuple[Phase, Phase]] = {}
+    for concurrency in bench.settings.levels:
+        for stream in (False, True):
+            results[stream, concurrency] = (
+                await bench.measure(direct, stream, concurrency),
+                await bench.measure(via_loom, stream, concurrency),
+            )
+    level = bench.settings.store_false_concurrency
+    unstored = await bench.measure(loom_target(bench.loom, store=False), True, level)
+    stored = results[True, level][1] if (True, level) in results else None
+    stored = stored or await bench.measure(via_loom, True, level)
+
+    print_table(results, bench.settings.levels)
     print_store_false(stored, unstored, level)
-    print_errors([p for pair in results.values() for p in pair] + [unstored])
+    print_caveats([p for pair in results.values() for p in pair] + [unstored], bench.loom)
     return 0
 
 
@@ -452,15 +531,15 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument(
         "--concurrency", default="1,32,128", help="comma-separated client counts (1,32,128)"
     )
-    parser.add_argument("--requests", type=int, help="most requests per measured phase (1500)")
-    parser.add_argument("--max-seconds", type=float, help="most seconds per phase (7)")
+    parser.add_argument("--requests", type=int, help="most requests per measured phase (2000)")
+    parser.add_argument("--max-seconds", type=float, help="most seconds per phase (8)")
     parser.add_argument("--quick", action="store_true", help="a smoke run under 30 seconds")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if not levels or min(levels) < 1:
         parser.error("--concurrency takes positive integers, e.g. 1,32,128")
-    requests = args.requests or (300 if args.quick else 1500)
-    max_seconds = args.max_seconds or (1.0 if args.quick else 7.0)
+    requests = args.requests or (300 if args.quick else 2000)
+    max_seconds = args.max_seconds or (1.0 if args.quick else 8.0)
     return Settings(levels=levels, requests=requests, max_seconds=max_seconds)
 
 

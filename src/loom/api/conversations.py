@@ -8,6 +8,7 @@ response store; these routes are the client's own view and edits of the same ite
 from __future__ import annotations
 
 import time
+import typing
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,14 +20,32 @@ from loom.api.deps import owner, services
 from loom.api.pages import page_of
 from loom.engine.conversation_items import MAX_ITEMS_PER_REQUEST, conversation_items
 from loom.engine.ids import new_id
-from loom.errors import ConflictError, NotFoundError
+from loom.errors import ConflictError, InvalidRequestError, NotFoundError
 from loom.services import Services
 from loom.store import DuplicateIdError
 
 router = APIRouter()
 
-# `include` is accepted for compatibility; Loom always returns items whole.
-Include = list[ResponseIncludable] | None
+_INCLUDABLE = frozenset(typing.get_args(ResponseIncludable))
+
+
+def includes(
+    request: Request,
+    include: list[str] | None = Query(
+        None, description="Accepted for compatibility; Loom always returns items whole."
+    ),
+) -> list[str]:
+    """The `include` query values, validated. The `openai` SDK sends them as `include[]`."""
+    params = request.query_params
+    values = params.getlist("include") + params.getlist("include[]")
+    for value in values:
+        if value not in _INCLUDABLE:
+            raise InvalidRequestError(
+                f"Invalid value for 'include': {value!r}; expected one of {sorted(_INCLUDABLE)}.",
+                param="include",
+                code="invalid_value",
+            )
+    return values
 
 
 def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -141,7 +160,7 @@ async def delete_conversation(
 async def add_items(
     conversation_id: str,
     request: Request,
-    include: Include = Query(None),
+    _include: list[str] = Depends(includes),
     svc: Services = Depends(services),
     who: str = Depends(owner),
 ):
@@ -162,7 +181,7 @@ async def list_items(
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
-    include: Include = Query(None),
+    _include: list[str] = Depends(includes),
     svc: Services = Depends(services),
     who: str = Depends(owner),
 ):
@@ -178,7 +197,7 @@ async def list_items(
 async def get_item(
     conversation_id: str,
     item_id: str,
-    include: Include = Query(None),
+    _include: list[str] = Depends(includes),
     svc: Services = Depends(services),
     who: str = Depends(owner),
 ):

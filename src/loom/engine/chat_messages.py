@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from loom.tools.mcp_tools import error_text
+
 Item = dict[str, Any]
 Message = dict[str, Any]
 
@@ -43,10 +45,37 @@ def _tool_output(output: Any) -> str:
     return "".join(p.get("text", "") for p in output if isinstance(p, dict))
 
 
+def _mcp_result(item: Item) -> str:
+    if item.get("output") is not None:
+        return item["output"]
+    return error_text(item.get("error"))
+
+
+def _denied(request: Item, answer: Item) -> list[Message]:
+    """A refused MCP call, as the model sees it: the call, then a tool message saying so."""
+    call = {
+        "id": request["id"],
+        "type": "function",
+        "function": {"name": request["name"], "arguments": request.get("arguments") or ""},
+    }
+    text = "The user denied this tool call."
+    if answer.get("reason"):
+        text += f" Reason: {answer['reason']}"
+    return [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": request["id"], "content": text},
+    ]
+
+
 def items_to_messages(items: list[Item]) -> list[Message]:
     messages: list[Message] = []
+    approval_requests: dict[str, Item] = {}
+    # Consecutive MCP calls (a parallel batch) share one assistant message, their tool
+    # messages following it, as a model that called them in parallel expects.
+    mcp_batch: Message | None = None
     for item in items:
         kind = item.get("type")
+        count = len(messages)
         if kind == "message":
             role = item["role"]
             if role == "assistant":
@@ -64,12 +93,24 @@ def items_to_messages(items: list[Item]) -> list[Message]:
             last = messages[-1] if messages else None
             if last and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)
+            elif kind == "mcp_call" and mcp_batch is not None:
+                last = mcp_batch
+                last["tool_calls"].append(call)
             else:
-                messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+                last = {"role": "assistant", "content": "", "tool_calls": [call]}
+                messages.append(last)
             if kind == "mcp_call":
                 # An MCP call carries its own result; the model sees it as a tool message.
-                result = item.get("output") or item.get("error") or ""
-                messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
+                content = _mcp_result(item)
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+                mcp_batch = last
+        elif kind == "mcp_approval_request":
+            approval_requests[item["id"]] = item
+        elif kind == "mcp_approval_response" and not item.get("approve"):
+            # An approved call shows up as the `mcp_call` that ran it.
+            request = approval_requests.get(item.get("approval_request_id"))
+            if request is not None:
+                messages.extend(_denied(request, item))
         elif kind == "function_call_output":
             messages.append(
                 {
@@ -78,4 +119,6 @@ def items_to_messages(items: list[Item]) -> list[Message]:
                     "content": _tool_output(item["output"]),
                 }
             )
+        if kind != "mcp_call" and len(messages) != count:
+            mcp_batch = None
     return messages

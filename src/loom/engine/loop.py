@@ -1,10 +1,15 @@
 """The agent loop: an async generator of Responses stream events for one turn.
 
-call the model → stream its text / reasoning / tool calls as items → run server-side
-tools and call the model again, or stop: on a final answer, a client-side function call,
-a length limit, or a failure. Each stop is an explicit `Outcome`. The last event is always
-exactly one of `response.completed`, `response.incomplete` or `response.failed`, and it
-carries the final Response object.
+list MCP tools and run approved MCP calls → call the model → stream its text / reasoning
+/ tool calls as items → run its MCP calls and call the model again, or stop: on a final
+answer, a client-side function call, an MCP call awaiting approval, a length limit, the
+iteration limit, or a failure. After each model call the loop takes one explicit
+`Decision`. The last event is always exactly one of `response.completed`,
+`response.incomplete` or `response.failed`, and it carries the final Response object.
+
+Events made before the first model chunk arrives (the response's creation, MCP listings,
+approved calls) are held back until it does, so an upstream that refuses the first call
+still becomes an HTTP error rather than a failed stream.
 """
 
 from __future__ import annotations
@@ -12,31 +17,47 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from loom.engine.approvals import ApprovedCall
+from loom.engine.chat_messages import items_to_messages
 from loom.engine.events import Event, EventSequencer
+from loom.engine.mcp_steps import McpCall, McpSteps
 from loom.engine.model_call import ModelCallStream
 from loom.engine.usage import UsageTotals
 from loom.errors import LoomError
 from loom.inference.registry import ResolvedModel
+from loom.tools.mcp_client import McpClients
 from loom.tools.toolset import ToolSet
 
 log = logging.getLogger("loom.engine")
 
 
-class Outcome(Enum):
-    """Why a turn stopped; each maps to the Response's final status."""
+class Decision(Enum):
+    """What the loop does after a model call. All but CALL_MODEL_AGAIN end the turn."""
 
+    CALL_MODEL_AGAIN = "call_model_again"  # MCP calls ran; the model reads their results
     FINAL_ANSWER = "final_answer"
     CLIENT_TOOL_CALLS = "client_tool_calls"  # the client runs them and continues the chain
+    APPROVAL_REQUIRED = "approval_required"  # the client approves or denies, then continues
     LENGTH = "length"
     ITERATION_LIMIT = "iteration_limit"
 
     @property
     def status(self) -> str:
-        return "incomplete" if self in (Outcome.LENGTH, Outcome.ITERATION_LIMIT) else "completed"
+        if self in (Decision.LENGTH, Decision.ITERATION_LIMIT):
+            return "incomplete"
+        return "completed"
+
+    @property
+    def incomplete_reason(self) -> str:
+        return "max_output_tokens" if self is Decision.LENGTH else "max_messages"
+
+
+Outcome = Decision  # the decisions that end a turn are its outcome
 
 
 @dataclass
@@ -51,27 +72,53 @@ class Turn:
     max_tool_calls: int | None
     parallel_tool_calls: bool
     max_iterations: int = 10
+    approved: list[ApprovedCall] = field(default_factory=list)  # MCP calls to run first
+    mcp_timeout: float = 30.0
 
 
 def _snapshot(response: dict[str, Any]) -> dict[str, Any]:
     return {**response, "output": list(response["output"])}
 
 
-def _chat_body(turn: Turn) -> dict[str, Any]:
+def _chat_body(turn: Turn, output: list[dict[str, Any]], tools_allowed: bool) -> dict[str, Any]:
+    messages = turn.messages + items_to_messages(output) if output else turn.messages
     body: dict[str, Any] = {
         "model": turn.model.model,
-        "messages": turn.messages,
+        "messages": messages,
         "stream": True,
         "stream_options": {"include_usage": True},
         **turn.params,
     }
-    if turn.toolset.chat_tools and turn.toolset.chat_tool_choice != "none":
-        body["tools"] = turn.toolset.chat_tools
-        if turn.toolset.chat_tool_choice is not None:
-            body["tool_choice"] = turn.toolset.chat_tool_choice
+    toolset = turn.toolset
+    if toolset.chat_tools and toolset.chat_tool_choice != "none":
+        body["tools"] = toolset.chat_tools
+        choice = toolset.chat_tool_choice if tools_allowed else "none"
+        if choice is not None:
+            body["tool_choice"] = choice
         if not turn.parallel_tool_calls:
             body["parallel_tool_calls"] = False
     return body
+
+
+def _decide(call: ModelCallStream, asks: bool, last: bool) -> Decision:
+    if call.finish_reason == "length":
+        return Decision.LENGTH
+    if asks:
+        return Decision.APPROVAL_REQUIRED
+    if call.calls:
+        return Decision.CLIENT_TOOL_CALLS
+    if call.mcp_calls:
+        return Decision.ITERATION_LIMIT if last else Decision.CALL_MODEL_AGAIN
+    return Decision.FINAL_ANSWER
+
+
+def _split(call: ModelCallStream) -> tuple[list[McpCall], list[McpCall]]:
+    """The model's MCP calls: (to run now, to ask approval for)."""
+    run, ask = [], []
+    for draft in call.mcp_calls:
+        mcp_call = McpCall(draft.server, draft.name, draft.arguments)
+        (ask if draft.server.needs_approval(draft.tool) else run).append(mcp_call)
+    return run, ask
 
 
 async def run_turn(turn: Turn) -> AsyncIterator[Event]:
@@ -82,65 +129,89 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
     output: list[dict[str, Any]] = response["output"]
     usage = UsageTotals()
     calls_made = 0
-    started = False
-    outcome = Outcome.ITERATION_LIMIT
+    decision = Decision.ITERATION_LIMIT
     call: ModelCallStream | None = None
+    stack = AsyncExitStack()  # the turn's MCP sessions; closed whatever happens
+    mcp = McpSteps(seq, output, turn.toolset, McpClients(stack, turn.mcp_timeout))
+    held: list[Event] | None = [  # sent with the first model chunk
+        seq.response_event("response.created", _snapshot(response)),
+        seq.response_event("response.in_progress", _snapshot(response)),
+    ]
     try:
-        for _ in range(turn.max_iterations):
-            budget = None if turn.max_tool_calls is None else turn.max_tool_calls - calls_made
-            call = ModelCallStream(seq, output, turn.toolset, budget, turn.parallel_tool_calls)
-            chunks = turn.model.provider.stream_chat(_chat_body(turn))
-            try:
-                first = await anext(chunks, None)
-                if not started:
-                    started = True
-                    yield seq.response_event("response.created", _snapshot(response))
-                    yield seq.response_event("response.in_progress", _snapshot(response))
-                if first is not None:
-                    usage.add(first.get("usage"))
-                    for event in call.feed(first):
-                        yield event
-                    async for chunk in chunks:
-                        if chunk.get("usage"):
-                            usage.add(chunk["usage"])
-                        for event in call.feed(chunk):
+        try:
+            async for event in mcp.list_tools():
+                held.append(event)
+            approved = [
+                McpCall(a.server, a.request["name"], a.request["arguments"], a.request["id"])
+                for a in turn.approved
+            ]
+            async for event in mcp.run_calls(approved):
+                held.append(event)
+            calls_made += len(approved)
+            for iteration in range(turn.max_iterations):
+                last = iteration == turn.max_iterations - 1
+                budget = None if turn.max_tool_calls is None else turn.max_tool_calls - calls_made
+                tools_allowed = budget is None or budget > 0
+                call = ModelCallStream(seq, output, turn.toolset, budget, turn.parallel_tool_calls)
+                chunks = turn.model.provider.stream_chat(_chat_body(turn, output, tools_allowed))
+                try:
+                    first = await anext(chunks, None)
+                    if held is not None:
+                        for event in held:
                             yield event
-            finally:
-                await chunks.aclose()
-            for event in call.finish():
-                yield event
-            calls_made += len(call.calls)
-            if call.finish_reason == "length":
-                outcome = Outcome.LENGTH
-            elif call.calls:
-                outcome = Outcome.CLIENT_TOOL_CALLS
+                        held = None
+                    if first is not None:
+                        usage.add(first.get("usage"))
+                        for event in call.feed(first):
+                            yield event
+                        async for chunk in chunks:
+                            if chunk.get("usage"):
+                                usage.add(chunk["usage"])
+                            for event in call.feed(chunk):
+                                yield event
+                finally:
+                    await chunks.aclose()
+                for event in call.finish():
+                    yield event
+                calls_made += len(call.calls) + len(call.mcp_calls)
+                run, ask = _split(call)
+                decision = _decide(call, bool(ask), last)
+                if decision is Decision.CALL_MODEL_AGAIN:
+                    async for event in mcp.run_calls(run):
+                        yield event
+                    continue
+                if decision in (Decision.APPROVAL_REQUIRED, Decision.CLIENT_TOOL_CALLS):
+                    # Calls that need no approval still run; the continuation reads them.
+                    async for event in mcp.run_calls(run):
+                        yield event
+                    for event in mcp.approval_requests(ask):
+                        yield event
+                break
+        except Exception as exc:
+            if held is not None:
+                raise
+            if isinstance(exc, LoomError):
+                message = exc.message
             else:
-                outcome = Outcome.FINAL_ANSWER
-            break
-    except Exception as exc:
-        if not started:
-            raise
-        if isinstance(exc, LoomError):
-            message = exc.message
-        else:
-            log.exception("response %s failed", response["id"])
-            message = "The server had an error while processing the response."
-        for event in call.abort() if call else ():
-            yield event
-        response.update(
-            status="failed",
-            error={"code": "server_error", "message": message},
-            usage=usage.as_response_usage(),
-        )
-        yield seq.response_event("response.failed", response)
-        return
+                log.exception("response %s failed", response["id"])
+                message = "The server had an error while processing the response."
+            for event in call.abort() if call else ():
+                yield event
+            response.update(
+                status="failed",
+                error={"code": "server_error", "message": message},
+                usage=usage.as_response_usage(),
+            )
+            yield seq.response_event("response.failed", response)
+            return
+    finally:
+        await stack.aclose()
 
     response["usage"] = usage.as_response_usage()
-    response["status"] = outcome.status
-    if outcome.status == "completed":
+    response["status"] = decision.status
+    if decision.status == "completed":
         response["completed_at"] = int(time.time())
         yield seq.response_event("response.completed", response)
     else:
-        reason = "max_output_tokens" if outcome is Outcome.LENGTH else "max_tool_calls"
-        response["incomplete_details"] = {"reason": reason}
+        response["incomplete_details"] = {"reason": decision.incomplete_reason}
         yield seq.response_event("response.incomplete", response)

@@ -4,6 +4,10 @@
 causes; `finish()` closes whatever is still open. It keeps the grammar: every item gets
 `output_item.added` … `output_item.done`, a message gets its content-part events around
 its text deltas, and items never interleave.
+
+Calls to MCP tools are not streamed here: an `mcp_call` item stays open while its call
+runs, which would interleave with whatever the model streams next. They are collected as
+`McpCallDraft`s, and the loop emits their items after the model call, when it runs them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from loom.engine.events import Event, EventSequencer
 from loom.engine.ids import new_id
+from loom.tools.mcp_tools import McpServer
 from loom.tools.toolset import ToolSet
 
 Item = dict[str, Any]
@@ -34,6 +39,23 @@ class ToolCall:
     output_index: int
 
 
+@dataclass
+class McpCallDraft:
+    """A call the model made to an MCP tool; its item is emitted when the loop runs it."""
+
+    server: McpServer
+    tool: dict[str, Any]  # the listing entry
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.tool["name"]
+
+    @property
+    def arguments(self) -> str:
+        return "".join(self.parts)
+
+
 class ModelCallStream:
     def __init__(
         self,
@@ -49,8 +71,10 @@ class ModelCallStream:
         self._budget = call_budget
         self._parallel = parallel_tool_calls
         self._open: _OpenItem | None = None
-        self._calls_by_index: dict[int, _OpenItem | None] = {}
+        self._calls_by_index: dict[int, _OpenItem | McpCallDraft | None] = {}
+        self._started = 0  # calls the model started that were kept
         self.calls: list[ToolCall] = []
+        self.mcp_calls: list[McpCallDraft] = []
         self.finish_reason: str | None = None
         self.text = ""
 
@@ -152,7 +176,9 @@ class ModelCallStream:
         if opened is None:  # over the call budget: dropped
             return
         arguments = function.get("arguments")
-        if arguments:
+        if arguments and isinstance(opened, McpCallDraft):
+            opened.parts.append(arguments)
+        elif arguments:
             if opened is not self._open:
                 # A late delta for a call already closed cannot be streamed any more.
                 opened.item["arguments"] += arguments
@@ -166,13 +192,18 @@ class ModelCallStream:
 
     def _start_call(
         self, call: dict[str, Any], function: dict[str, Any], events: list[Event]
-    ) -> _OpenItem | None:
-        started = len(self.calls) + (1 if self._open and self._open.kind == "call" else 0)
-        if self._budget is not None and started >= self._budget:
+    ) -> _OpenItem | McpCallDraft | None:
+        if self._budget is not None and self._started >= self._budget:
             return None
-        if not self._parallel and started >= 1:
+        if not self._parallel and self._started >= 1:
             return None
+        self._started += 1
         name = function.get("name") or ""
+        mcp = self._toolset.mcp_tool(name)
+        if mcp is not None:
+            draft = McpCallDraft(*mcp)
+            self.mcp_calls.append(draft)
+            return draft
         item = {
             "type": "function_call",
             "id": new_id("fc"),

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from loom.config import Settings
+from loom.engine.approvals import approved_calls
 from loom.engine.context import build_messages, history_items
 from loom.engine.ids import new_id
 from loom.engine.input_items import normalize_input
 from loom.engine.loop import Turn
+from loom.engine.mcp_steps import reuse_listings
 from loom.engine.request import CreateResponse, chat_params, response_skeleton
 from loom.errors import InvalidRequestError
 from loom.inference.registry import ModelRegistry
@@ -45,6 +47,8 @@ async def prepare_turn(
         previous_response_id=req.previous_response_id,
         conversation_id=conversation_id,
     )
+    approved = approved_calls(history, input_items, toolset)
+    reuse_listings(toolset, history + input_items)
     response = response_skeleton(
         req,
         response_id=new_id("resp"),
@@ -61,5 +65,7 @@ async def prepare_turn(
         max_tool_calls=req.max_tool_calls,
         parallel_tool_calls=req.parallel_tool_calls is not False,
         max_iterations=settings.max_tool_iterations,
+        approved=approved,
+        mcp_timeout=settings.mcp_timeout,
     )
     return PreparedTurn(turn, input_items, conversation_id)

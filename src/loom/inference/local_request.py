@@ -46,7 +46,9 @@ class GenerationRequest:
 def parse_request(body: Json) -> GenerationRequest:
     n = body.get("n")
     if n is not None and n != 1:
-        raise InvalidRequestError("the local provider generates one choice; 'n' must be 1", param="n")
+        raise InvalidRequestError(
+            "the local provider generates one choice; 'n' must be 1", param="n"
+        )
     max_tokens = _max_tokens(body)
     temperature = _number(body, "temperature", 0.0, 2.0, DEFAULT_TEMPERATURE)
     sampling = {
@@ -143,13 +145,14 @@ def _text(content: object, param: str) -> str:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind not in ("text", "refusal"):
             raise InvalidRequestError(
-                f"content part type {kind!r} is not supported by the local model; "
-                "only text is",
+                f"content part type {kind!r} is not supported by the local model; only text is",
                 param=f"{param}[{j}]",
             )
         text = part.get(kind)
         if not isinstance(text, str):
-            raise InvalidRequestError(f"a {kind} part needs a string '{kind}'", param=f"{param}[{j}]")
+            raise InvalidRequestError(
+                f"a {kind} part needs a string '{kind}'", param=f"{param}[{j}]"
+            )
         texts.append(text)
     return "\n".join(texts)
 

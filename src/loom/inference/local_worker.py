@@ -10,6 +10,7 @@ goes away, and can later pass a grammar for constrained decoding.
 from __future__ import annotations
 
 import codecs
+import os
 import random
 import threading
 from collections.abc import Callable
@@ -35,13 +36,18 @@ class LoadedModel:
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        # Half the cores by default, for prompts too: the event loop needs a core, and a
+        # llama.cpp thread that has to share one stalls all the others at every step.
+        threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
         self.llm = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=n_ctx,
-            n_threads=n_threads,  # None: llama.cpp's choice (half the cores)
-            n_threads_batch=n_threads,
+            n_threads=threads,
+            n_threads_batch=threads,
             verbose=False,
         )
+        # llama.cpp may round the context up; Python-side buffers keep the size asked for.
+        self.n_ctx = min(n_ctx, self.llm.n_ctx())
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise UpstreamError(f"{path} has no chat template in its GGUF metadata")
@@ -76,10 +82,10 @@ class LoadedModel:
 
         Returns early, between two tokens, once `cancel` is set."""
         prompt = self.prompt_tokens(request.messages)
-        room = self.llm.n_ctx() - len(prompt)
+        room = self.n_ctx - len(prompt)
         if room <= 0:
             raise InvalidRequestError(
-                f"this model's context window is {self.llm.n_ctx()} tokens and the messages "
+                f"this model's context window is {self.n_ctx} tokens and the messages "
                 f"use {len(prompt)}",
                 param="messages",
                 code="context_length_exceeded",

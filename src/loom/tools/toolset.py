@@ -2,6 +2,7 @@
 
 Client-side functions end the turn with a `function_call` item; server-side tools (MCP,
 file search) are run by the loop. The loop only asks this object which is which.
+An MCP server's tools join the offer once they are listed (or found listed in history).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loom.errors import InvalidRequestError
+from loom.tools.mcp_tools import McpServer, chat_tool, parse_mcp_tool
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -22,9 +24,43 @@ class ToolSet:
     chat_tool_choice: Any = None
     echo_tool_choice: Any = "auto"
     function_names: set[str] = field(default_factory=set)
+    mcp_servers: dict[str, McpServer] = field(default_factory=dict)  # by server_label
+    # A listed MCP tool's name → its server and listing entry.
+    mcp_tools: dict[str, tuple[McpServer, dict[str, Any]]] = field(default_factory=dict)
+    # From an `allowed_tools` tool_choice: server_label → the tool names it allows (None: all).
+    mcp_choice: dict[str, set[str] | None] | None = None
+    listed_labels: set[str] = field(default_factory=set)
 
     def is_client_function(self, name: str) -> bool:
         return name in self.function_names
+
+    def mcp_tool(self, name: str) -> tuple[McpServer, dict[str, Any]] | None:
+        """The server that runs a model's call to `name`, if an MCP tool has that name."""
+        return self.mcp_tools.get(name)
+
+    def unlisted_servers(self) -> list[McpServer]:
+        return [s for label, s in self.mcp_servers.items() if label not in self.listed_labels]
+
+    def add_mcp_listing(self, server: McpServer, tools: list[dict[str, Any]]) -> None:
+        """Offer the model what `server` listed, as far as `allowed_tools` and the
+        tool_choice allow. A name already taken (a function, an earlier server) keeps its
+        first owner."""
+        self.listed_labels.add(server.label)
+        for tool in tools:
+            name = tool["name"]
+            if name in self.function_names or name in self.mcp_tools:
+                continue
+            if server.allows(tool) and self._chosen(server, name):
+                self.mcp_tools[name] = (server, tool)
+                self.chat_tools.append(chat_tool(tool))
+
+    def _chosen(self, server: McpServer, name: str) -> bool:
+        if self.mcp_choice is None:
+            return True
+        if server.label not in self.mcp_choice:
+            return False
+        names = self.mcp_choice[server.label]
+        return names is None or name in names
 
 
 def _function_tool(raw: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -77,6 +113,14 @@ def build_toolset(tools: list[dict[str, Any]] | None, tool_choice: Any) -> ToolS
             toolset.chat_tools.append(chat_tool)
             toolset.echo.append(echo)
             toolset.function_names.add(echo["name"])
+        elif kind == "mcp":
+            server, echo = parse_mcp_tool(raw, where)
+            if server.label in toolset.mcp_servers:
+                raise InvalidRequestError(
+                    f"Duplicate MCP server_label '{server.label}'.", param=f"{where}.server_label"
+                )
+            toolset.mcp_servers[server.label] = server
+            toolset.echo.append(echo)
         else:
             raise InvalidRequestError(
                 f"Tool type {kind!r} is not supported by this server.", param=f"{where}.type"
@@ -90,17 +134,30 @@ def _apply_tool_choice(toolset: ToolSet, choice: Any) -> None:
         toolset.echo_tool_choice = "auto"
         return
     toolset.echo_tool_choice = choice
+    has_tools = bool(toolset.chat_tools or toolset.mcp_servers)
     if isinstance(choice, str):
-        if choice != "none" and choice != "auto" and not toolset.chat_tools:
+        if choice != "none" and choice != "auto" and not has_tools:
             raise InvalidRequestError(
                 f"tool_choice '{choice}' needs at least one tool.", param="tool_choice"
             )
-        toolset.chat_tool_choice = choice if toolset.chat_tools else None
+        toolset.chat_tool_choice = choice if has_tools else None
         return
     kind = choice.get("type")
     if kind == "function":
         name = _named(choice, toolset.function_names, "tool_choice.name")
         toolset.chat_tool_choice = {"type": "function", "function": {"name": name}}
+    elif kind == "mcp":
+        label = choice.get("server_label")
+        if label not in toolset.mcp_servers:
+            raise InvalidRequestError(
+                f"Tool choice names an MCP server '{label}' that is not in 'tools'.",
+                param="tool_choice.server_label",
+            )
+        name = choice.get("name")
+        toolset.mcp_choice = {label: {name} if isinstance(name, str) else None}
+        toolset.chat_tools = []  # the server's tools alone, once listed
+        forced = {"type": "function", "function": {"name": name}}
+        toolset.chat_tool_choice = forced if isinstance(name, str) else "required"
     elif kind == "allowed_tools":
         mode = choice.get("mode", "auto")
         if mode not in ("auto", "required"):
@@ -118,8 +175,29 @@ def _apply_tool_choice(toolset: ToolSet, choice: Any) -> None:
             if isinstance(t, dict) and t.get("type") == "function"
         }
         toolset.chat_tools = [t for t in toolset.chat_tools if t["function"]["name"] in keep]
+        toolset.mcp_choice = _allowed_mcp(allowed, toolset)
         toolset.chat_tool_choice = mode
     else:
         raise InvalidRequestError(
             f"tool_choice type {kind!r} is not supported.", param="tool_choice.type"
         )
+
+
+def _allowed_mcp(allowed: list[Any], toolset: ToolSet) -> dict[str, set[str] | None]:
+    """The MCP entries of an `allowed_tools` choice: server_label → names (None: all)."""
+    out: dict[str, set[str] | None] = {}
+    for i, entry in enumerate(allowed):
+        if not isinstance(entry, dict) or entry.get("type") != "mcp":
+            continue
+        label = entry.get("server_label")
+        if label not in toolset.mcp_servers:
+            raise InvalidRequestError(
+                f"Tool choice names an MCP server '{label}' that is not in 'tools'.",
+                param=f"tool_choice.tools[{i}].server_label",
+            )
+        name = entry.get("name")
+        if not isinstance(name, str):
+            out[label] = None
+        elif label not in out or out[label] is not None:
+            out.setdefault(label, set()).add(name)  # type: ignore[union-attr]
+    return out

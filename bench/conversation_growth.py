@@ -1,0 +1,190 @@
+"""Cost per turn as a conversation grows: 10, 100 and 1,000 items.
+
+    .venv/bin/python -m bench.conversation_growth
+    .venv/bin/python -m bench.conversation_growth --samples 40 --db-url postgresql+asyncpg://...
+
+Starts the test suite's fake upstream and a Loom (in this process, each under uvicorn on
+its own thread, via `tests.support`), with a fresh SQLite database unless `--db-url` says
+otherwise. For each size it grows conversations to that many items (batches of 20 through
+`POST /v1/conversations/{id}/items`), then measures on each:
+- `POST /v1/responses` with `conversation`: Loom reads the whole history, calls the model
+  with it, and appends the turn;
+- the same chat request sent straight to the upstream (the exact body Loom sent), which
+  is what the ratio is taken against;
+- `GET /v1/conversations/{id}/items`: the newest page of 20, and a page of 100 starting
+  in the middle of the history.
+Medians (and p90) over the samples, in milliseconds of wall time per request. The client
+and both servers share one process, so absolute figures include some GIL contention;
+the ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loom.app import build_app
+from loom.config import load_settings
+from tests.support.servers import serve
+from tests.support.upstream import FakeUpstream, Turn
+
+SIZES = (10, 100, 1000)
+BATCH = 20  # the most items one request may add
+MODEL = "openai/gpt-4o"
+ANSWER = "Forty-two is the answer, as it has always been, and it will stay so."
+
+
+def filler(start: int, count: int) -> list[dict[str, Any]]:
+    """Alternating user and assistant messages of a dozen words."""
+    items = []
+    for n in range(start, start + count):
+        role = "user" if n % 2 == 0 else "assistant"
+        text = f"Message {n}: a few ordinary words to give this turn a realistic size."
+        items.append({"type": "message", "role": role, "content": text})
+    return items
+
+
+def grow(http: httpx.Client, size: int) -> tuple[str, list[str]]:
+    """A new conversation with exactly `size` items; its id and its item ids, oldest first."""
+    conv = http.post("/v1/conversations", json={}).raise_for_status().json()
+    ids: list[str] = []
+    while len(ids) < size:
+        count = min(BATCH, size - len(ids))
+        added = http.post(
+            f"/v1/conversations/{conv['id']}/items", json={"items": filler(len(ids), count)}
+        )
+        ids.extend(item["id"] for item in added.raise_for_status().json()["data"])
+    return conv["id"], ids
+
+
+def timed_ms(call: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    call()
+    return (time.perf_counter() - start) * 1000
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Bench:
+    def __init__(self, loom: httpx.Client, upstream: httpx.Client, fake: FakeUpstream):
+        self.loom = loom
+        self.upstream = upstream
+        self.fake = fake
+
+    def respond(self, conv_id: str) -> dict[str, Any]:
+        body = {"model": MODEL, "conversation": conv_id, "input": "And what comes next?"}
+        response = self.loom.post("/v1/responses", json=body).raise_for_status().json()
+        if response["status"] != "completed":
+            raise RuntimeError(f"response ended {response['status']}: {response.get('error')}")
+        return response
+
+    def direct(self, chat_body: dict[str, Any]) -> None:
+        with self.upstream.stream("POST", "/v1/chat/completions", json=chat_body) as answer:
+            answer.raise_for_status()
+            for _ in answer.iter_raw():
+                pass
+
+    def list_page(self, conv_id: str, **params: Any) -> None:
+        page = self.loom.get(f"/v1/conversations/{conv_id}/items", params=params)
+        if not page.raise_for_status().json()["data"]:
+            raise RuntimeError("an empty page")
+
+    def sample(self, size: int) -> dict[str, float]:
+        conv_id, ids = grow(self.loom, size)
+        self.fake.requests.clear()
+        loom_ms = timed_ms(lambda: self.respond(conv_id))
+        (chat_body,) = self.fake.requests  # exactly what Loom asked the model
+        if len(chat_body["messages"]) != size + 1:
+            raise RuntimeError(f"Loom sent {len(chat_body['messages'])} messages, not {size + 1}")
+        direct_ms = timed_ms(lambda: self.direct(chat_body))
+        middle = ids[len(ids) // 2]
+        return {
+            "loom": loom_ms,
+            "direct": direct_ms,
+            "newest": timed_ms(lambda: self.list_page(conv_id, limit=20)),
+            "middle": timed_ms(
+                lambda: self.list_page(conv_id, limit=100, order="asc", after=middle)
+            ),
+        }
+
+
+def report(results: dict[int, list[dict[str, float]]], db: str) -> None:
+    print(f"\nConversation growth: ms per request, median (p90), database: {db}")
+    header = (
+        f"{'items':>6} | {'create via Loom':>16} | {'upstream direct':>16} | {'ratio':>6} |"
+        f" {'list 20 newest':>15} | {'ratio':>6} | {'list 100 middle':>15} | {'ratio':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for size, samples in results.items():
+        cols = {k: [s[k] for s in samples] for k in samples[0]}
+        med = {k: statistics.median(v) for k, v in cols.items()}
+        p90 = {k: percentile(v, 0.9) for k, v in cols.items()}
+
+        def cell(key: str, width: int, med=med, p90=p90) -> str:
+            return f"{med[key]:7.2f} ({p90[key]:6.2f})".rjust(width)
+
+        print(
+            f"{size:>6} | {cell('loom', 16)} | {cell('direct', 16)} |"
+            f" {med['loom'] / med['direct']:5.2f}x | {cell('newest', 15)} |"
+            f" {med['newest'] / med['direct']:5.2f}x | {cell('middle', 15)} |"
+            f" {med['middle'] / med['direct']:5.2f}x"
+        )
+    print(
+        "\nratio: Loom's time for that request / a direct upstream call with the same chat"
+        " body.\nLoom's added cost per turn = create - direct."
+    )
+    for size, samples in results.items():
+        added = statistics.median(s["loom"] - s["direct"] for s in samples)
+        print(f"  {size:>5} items: Loom adds {added:6.2f} ms per turn")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=20, help="conversations per size")
+    parser.add_argument("--db-url", help="Loom's database (default: a fresh SQLite file)")
+    args = parser.parse_args(argv)
+
+    fake = FakeUpstream(models=("gpt-4o",))
+    fake.default = Turn(text=ANSWER)
+    with tempfile.TemporaryDirectory() as tmp, serve(fake.app) as upstream_server:
+        db_url = args.db_url or f"sqlite+aiosqlite:///{Path(tmp) / 'loom.db'}"
+        env = {
+            "OPENAI_API_KEY": "bench",
+            "OPENAI_BASE_URL": f"{upstream_server.url}/v1",
+            "LOOM_DB_URL": db_url,
+            "LOOM_LOCAL_MODELS": "off",
+        }
+        with (
+            serve(build_app(load_settings(env=env))) as loom_server,
+            httpx.Client(base_url=loom_server.url, timeout=120) as loom,
+            httpx.Client(base_url=upstream_server.url, timeout=120) as upstream,
+        ):
+            bench = Bench(loom, upstream, fake)
+            for _ in range(3):  # warm up: connections, schemas, caches
+                bench.sample(SIZES[0])
+            results: dict[int, list[dict[str, float]]] = {}
+            for size in SIZES:
+                started = time.perf_counter()
+                results[size] = [bench.sample(size) for _ in range(args.samples)]
+                print(
+                    f"{size} items: {args.samples} samples in {time.perf_counter() - started:.1f}s",
+                    file=sys.stderr,
+                )
+        report(results, db_url.split(":", 1)[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
