@@ -539,7 +539,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if not levels or min(levels) < 1:
         parser.error("--concurrency takes positive integers, e.g. 1,32,128")
     requests = args.requests or (300 if args.quick else 2000)
-    max_seconds = args.max_seconds or (1.0 if args.quick else 8.0)
+    max_seconds = args.max_seconds or (0.8 if args.quick else 8.0)
     return Settings(levels=levels, requests=requests, max_seconds=max_seconds)
 
 

@@ -75,3 +75,7 @@ def list_models(config: str | None) -> None:
         sys.exit(2)
     for model_id in ids:
         click.echo(model_id)
+
+
+if __name__ == "__main__":
+    main()

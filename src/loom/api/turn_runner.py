@@ -61,15 +61,24 @@ class TurnRunner:
 
     @staticmethod
     async def _drain(first: bytes, queue: asyncio.Queue) -> AsyncIterator[bytes]:
+        """Send events as they come; events already waiting go out together in one write
+        (each event stays whole), which saves a socket write per event under load."""
         yield first
         while True:
-            item = await queue.get()
-            if item is _END:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            ended = False
+            for i, item in enumerate(batch):
+                if item is _END or isinstance(item, BaseException):
+                    if item is not _END:
+                        log.error("turn failed after its stream started: %r", item)
+                    batch, ended = batch[:i], True
+                    break
+            if batch:
+                yield b"".join(batch)
+            if ended:
                 return
-            if isinstance(item, BaseException):
-                log.error("turn failed after its stream started: %r", item)
-                return
-            yield item
 
     async def aclose(self, timeout: float = 30.0) -> None:
         """Let running turns finish (and be stored) before the process exits."""

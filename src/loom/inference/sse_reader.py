@@ -14,13 +14,18 @@ DONE = b"[DONE]"
 
 
 async def iter_sse_json(byte_stream: AsyncIterator[bytes]) -> AsyncIterator[Any]:
-    """Yield each `data:` payload decoded with orjson, stopping at `[DONE]`.
+    """Yield each `data:` payload decoded with orjson, up to `[DONE]`.
 
-    Multi-line `data:` fields are joined with newlines, as the SSE spec says.
+    Multi-line `data:` fields are joined with newlines, as the SSE spec says. After
+    `[DONE]` the rest of the body is still read, so the HTTP connection goes back to the
+    pool instead of being closed mid-body.
     """
     buffer = b""
     data_lines: list[bytes] = []
+    done = False
     async for block in byte_stream:
+        if done:
+            continue
         buffer += block
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
@@ -30,12 +35,15 @@ async def iter_sse_json(byte_stream: AsyncIterator[bytes]) -> AsyncIterator[Any]
                     payload = b"\n".join(data_lines)
                     data_lines = []
                     if payload == DONE:
-                        return
+                        done = True
+                        break
                     yield orjson.loads(payload)
                 continue
             if line.startswith(b"data:"):
                 value = line[5:]
                 data_lines.append(value[1:] if value.startswith(b" ") else value)
+    if done:
+        return
     tail = buffer.rstrip(b"\r")
     if tail.startswith(b"data:"):
         value = tail[5:]
