@@ -55,7 +55,7 @@ def test_stored_chat_completions(client, upstream):
     streamed = client.chat.completions.create(
         model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "s"}], stream=True
     )
-    stream_id = [c.id for c in streamed][0]
+    (stream_id,) = {c.id for c in streamed}
     got = client.chat.completions.retrieve(made[0].id)
     assert got.choices[0].message.content == "stored answer"
     got_stream = client.chat.completions.retrieve(stream_id)

@@ -9,7 +9,7 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from loom.config import ConfigError, LocalModelSettings
-from loom.errors import InvalidRequestError
+from loom.errors import InvalidRequestError, UpstreamError
 from loom.inference.base import Provider
 from loom.inference.local import LocalProvider
 from loom.inference.local_worker import StopFilter
@@ -235,6 +235,23 @@ async def test_a_prompt_longer_than_the_context_is_an_invalid_request():
         assert completion["usage"]["total_tokens"] <= 64
     finally:
         await small.aclose()
+
+
+async def test_aclose_stops_a_running_generation_and_later_requests_fail():
+    local = LocalProvider([LocalModelSettings(name=MODEL)])
+    # Two first requests at once: the model loads once and both are answered in turn.
+    answers = await asyncio.gather(local.chat(ask("Hi!", 4)), local.chat(ask("Hello!", 4)))
+    assert all(a["choices"][0]["finish_reason"] for a in answers)
+
+    stream = local.stream_chat(ask("Write a very long story.", max_tokens=2000))
+    await anext(stream)
+    started = time.perf_counter()
+    await local.aclose()
+    assert time.perf_counter() - started < 1.0
+    with pytest.raises(UpstreamError, match="shut down"):
+        await collect(stream)
+    with pytest.raises(UpstreamError):
+        await local.chat(ask("Hi!", 4))
 
 
 def test_a_missing_file_fails_at_construction(tmp_path):

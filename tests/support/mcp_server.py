@@ -4,11 +4,13 @@ One `McpTestServer` serves the same tools over both transports: streamable HTTP 
 `/mcp`, the legacy SSE transport at `/sse` (its messages at `/messages/`), and the SSE
 transport again at `/legacy`, a path whose name does not say SSE (for the fallback from
 streamable HTTP). It records what it saw, so tests can assert on it: the `Authorization`
-header of every HTTP request, and how many times tools were listed and called. With
-`token` set it answers 401 to any request without `Authorization: Bearer <token>`.
+and `X-Tenant` headers and the method and path of every HTTP request, the MCP session
+ids, and how many times tools were listed and called. With `token` set it answers 401 to
+any request without `Authorization: Bearer <token>`.
 
-`mcp_server` and `mcp_auth_server` are session fixtures (import them into a test module);
-each test starts with a clean `seen`.
+This module is also a pytest plugin: `pytest_plugins = ["tests.support.mcp_server"]` in a
+test module gives it the `mcp_server` and `mcp_auth_server` fixtures (one server each per
+session; every test starts with a clean `seen`).
 """
 
 from __future__ import annotations
@@ -54,12 +56,16 @@ class Seen:
 
     authorization: list[str | None] = field(default_factory=list)
     tenant: list[str | None] = field(default_factory=list)  # the `X-Tenant` header
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
+    sessions: set[str] = field(default_factory=set)  # `Mcp-Session-Id`s clients sent
     list_tools: int = 0
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def reset(self) -> None:
         self.authorization.clear()
         self.tenant.clear()
+        self.requests.clear()
+        self.sessions.clear()
         self.list_tools = 0
         self.calls.clear()
 
@@ -122,6 +128,9 @@ class _Gate:
         auth, tenant = headers.get(b"authorization"), headers.get(b"x-tenant")
         self.seen.authorization.append(auth.decode() if auth is not None else None)
         self.seen.tenant.append(tenant.decode() if tenant is not None else None)
+        self.seen.requests.append((scope["method"], scope["path"]))
+        if b"mcp-session-id" in headers:
+            self.seen.sessions.add(headers[b"mcp-session-id"].decode())
         if self.token is not None and auth != f"Bearer {self.token}".encode():
             await send(
                 {

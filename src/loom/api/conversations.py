@@ -35,7 +35,8 @@ def includes(
         None, description="Accepted for compatibility; Loom always returns items whole."
     ),
 ) -> list[str]:
-    """The `include` query values, validated. The `openai` SDK sends them as `include[]`."""
+    """The `include` query values, validated. The `openai` SDK sends them as `include[]`,
+    so they are read from the query string; the declared `include` documents the param."""
     params = request.query_params
     values = params.getlist("include") + params.getlist("include[]")
     for value in values:

@@ -9,10 +9,10 @@ from loom.services import Services
 ANONYMOUS = "anonymous"
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     return request.app.state.services
 
 
-def owner(request: Request) -> str:
+async def owner(request: Request) -> str:
     """The authenticated principal; every stored object belongs to one."""
     return getattr(request.state, "owner", ANONYMOUS)

@@ -70,12 +70,8 @@ def _denied(request: Item, answer: Item) -> list[Message]:
 def items_to_messages(items: list[Item]) -> list[Message]:
     messages: list[Message] = []
     approval_requests: dict[str, Item] = {}
-    # Consecutive MCP calls (a parallel batch) share one assistant message, their tool
-    # messages following it, as a model that called them in parallel expects.
-    mcp_batch: Message | None = None
     for item in items:
         kind = item.get("type")
-        count = len(messages)
         if kind == "message":
             role = item["role"]
             if role == "assistant":
@@ -93,17 +89,12 @@ def items_to_messages(items: list[Item]) -> list[Message]:
             last = messages[-1] if messages else None
             if last and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)
-            elif kind == "mcp_call" and mcp_batch is not None:
-                last = mcp_batch
-                last["tool_calls"].append(call)
             else:
-                last = {"role": "assistant", "content": "", "tool_calls": [call]}
-                messages.append(last)
+                messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
             if kind == "mcp_call":
                 # An MCP call carries its own result; the model sees it as a tool message.
                 content = _mcp_result(item)
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
-                mcp_batch = last
         elif kind == "mcp_approval_request":
             approval_requests[item["id"]] = item
         elif kind == "mcp_approval_response" and not item.get("approve"):
@@ -119,6 +110,4 @@ def items_to_messages(items: list[Item]) -> list[Message]:
                     "content": _tool_output(item["output"]),
                 }
             )
-        if kind != "mcp_call" and len(messages) != count:
-            mcp_batch = None
     return messages

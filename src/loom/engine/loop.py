@@ -121,6 +121,47 @@ def _split(call: ModelCallStream) -> tuple[list[McpCall], list[McpCall]]:
     return run, ask
 
 
+async def _model_events(
+    turn: Turn, call: ModelCallStream, body: dict[str, Any], usage: UsageTotals, held: list[Event]
+) -> AsyncIterator[Event]:
+    """Stream one model call as events. Events held back go out with its first chunk."""
+    chunks = turn.model.provider.stream_chat(body)
+    try:
+        first = await anext(chunks, None)
+        for event in held:
+            yield event
+        held.clear()
+        if first is not None:
+            usage.add(first.get("usage"))
+            for event in call.feed(first):
+                yield event
+            async for chunk in chunks:
+                if chunk.get("usage"):
+                    usage.add(chunk["usage"])
+                for event in call.feed(chunk):
+                    yield event
+    finally:
+        await chunks.aclose()
+    for event in call.finish():
+        yield event
+
+
+def _failure_message(exc: Exception, response_id: str) -> str:
+    if isinstance(exc, LoomError):
+        return exc.message
+    log.exception("response %s failed", response_id)
+    return "The server had an error while processing the response."
+
+
+# After these decisions the model's MCP calls run (and approvals are asked for); a
+# client's function call does not stop the server-side calls of the same model call.
+_RUNS_MCP_CALLS = (
+    Decision.CALL_MODEL_AGAIN,
+    Decision.APPROVAL_REQUIRED,
+    Decision.CLIENT_TOOL_CALLS,
+)
+
+
 async def run_turn(turn: Turn) -> AsyncIterator[Event]:
     """Yield the events of one response. Errors raised before the first event (the
     upstream refusing the first call) propagate, so the caller can answer with HTTP."""
@@ -128,12 +169,13 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
     response = turn.response
     output: list[dict[str, Any]] = response["output"]
     usage = UsageTotals()
-    calls_made = 0
+    calls_made = len(turn.approved)
     decision = Decision.ITERATION_LIMIT
     call: ModelCallStream | None = None
-    stack = AsyncExitStack()  # the turn's MCP sessions; closed whatever happens
+    failure: str | None = None
+    stack = AsyncExitStack()  # the turn's MCP sessions, closed before the terminal event
     mcp = McpSteps(seq, output, turn.toolset, McpClients(stack, turn.mcp_timeout))
-    held: list[Event] | None = [  # sent with the first model chunk
+    held = [  # until the first model chunk arrives
         seq.response_event("response.created", _snapshot(response)),
         seq.response_event("response.in_progress", _snapshot(response)),
     ]
@@ -147,66 +189,39 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
             ]
             async for event in mcp.run_calls(approved):
                 held.append(event)
-            calls_made += len(approved)
             for iteration in range(turn.max_iterations):
-                last = iteration == turn.max_iterations - 1
                 budget = None if turn.max_tool_calls is None else turn.max_tool_calls - calls_made
-                tools_allowed = budget is None or budget > 0
                 call = ModelCallStream(seq, output, turn.toolset, budget, turn.parallel_tool_calls)
-                chunks = turn.model.provider.stream_chat(_chat_body(turn, output, tools_allowed))
-                try:
-                    first = await anext(chunks, None)
-                    if held is not None:
-                        for event in held:
-                            yield event
-                        held = None
-                    if first is not None:
-                        usage.add(first.get("usage"))
-                        for event in call.feed(first):
-                            yield event
-                        async for chunk in chunks:
-                            if chunk.get("usage"):
-                                usage.add(chunk["usage"])
-                            for event in call.feed(chunk):
-                                yield event
-                finally:
-                    await chunks.aclose()
-                for event in call.finish():
+                body = _chat_body(turn, output, tools_allowed=budget is None or budget > 0)
+                async for event in _model_events(turn, call, body, usage, held):
                     yield event
                 calls_made += len(call.calls) + len(call.mcp_calls)
                 run, ask = _split(call)
-                decision = _decide(call, bool(ask), last)
-                if decision is Decision.CALL_MODEL_AGAIN:
-                    async for event in mcp.run_calls(run):
-                        yield event
-                    continue
-                if decision in (Decision.APPROVAL_REQUIRED, Decision.CLIENT_TOOL_CALLS):
-                    # Calls that need no approval still run; the continuation reads them.
+                decision = _decide(call, bool(ask), last=iteration == turn.max_iterations - 1)
+                if decision in _RUNS_MCP_CALLS:
                     async for event in mcp.run_calls(run):
                         yield event
                     for event in mcp.approval_requests(ask):
                         yield event
-                break
+                if decision is not Decision.CALL_MODEL_AGAIN:
+                    break
         except Exception as exc:
-            if held is not None:
+            if held:  # nothing sent yet: the caller answers with an HTTP error
                 raise
-            if isinstance(exc, LoomError):
-                message = exc.message
-            else:
-                log.exception("response %s failed", response["id"])
-                message = "The server had an error while processing the response."
-            for event in call.abort() if call else ():
-                yield event
-            response.update(
-                status="failed",
-                error={"code": "server_error", "message": message},
-                usage=usage.as_response_usage(),
-            )
-            yield seq.response_event("response.failed", response)
-            return
+            failure = _failure_message(exc, response["id"])
     finally:
         await stack.aclose()
 
+    if failure is not None:
+        for event in call.abort() if call else ():
+            yield event
+        response.update(
+            status="failed",
+            error={"code": "server_error", "message": failure},
+            usage=usage.as_response_usage(),
+        )
+        yield seq.response_event("response.failed", response)
+        return
     response["usage"] = usage.as_response_usage()
     response["status"] = decision.status
     if decision.status == "completed":

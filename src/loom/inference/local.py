@@ -24,7 +24,7 @@ from loom.errors import InvalidRequestError, LoomError, NotFoundError, UpstreamE
 from loom.inference.base import Json
 from loom.inference.local_files import model_file
 from loom.inference.local_request import GenerationRequest, parse_request
-from loom.inference.local_worker import Finish, LoadedModel
+from loom.inference.local_worker import CallArguments, CallStart, Finish, LoadedModel, Piece
 
 
 class LocalProvider:
@@ -68,28 +68,56 @@ class LocalProvider:
             async for item in items:
                 if isinstance(item, str):
                     yield chunk([choice({**role, "content": item})])
-                    role = {}
+                elif isinstance(item, CallArguments):
+                    call = {"index": 0, "function": {"arguments": item.text}}
+                    yield chunk([choice({"tool_calls": [call]})])
+                elif isinstance(item, CallStart):
+                    call = {
+                        "index": 0,
+                        "id": f"call_{uuid.uuid4().hex[:24]}",
+                        "type": "function",
+                        "function": {"name": item.name, "arguments": ""},
+                    }
+                    yield chunk([choice({**role, "content": None, "tool_calls": [call]})])
+                else:
+                    if role:  # nothing was generated; still say who speaks
+                        yield chunk([choice({**role, "content": ""})])
+                    yield chunk([choice({}, item.reason)])
+                    if request.include_usage:
+                        yield chunk([], usage=_usage(item))
                     continue
-                if role:  # nothing was generated; still say who speaks
-                    yield chunk([choice({**role, "content": ""})])
-                yield chunk([choice({}, item.reason)])
-                if request.include_usage:
-                    yield chunk([], usage=_usage(item))
+                role = {}
 
     async def chat(self, body: Json) -> Json:
         """The streaming path, consumed: the same generation, returned as one ChatCompletion."""
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         first: Json | None = None
         texts: list[str] = []
+        calls: list[Json] = []
         finish_reason = usage = None
         async for chunk in self.stream_chat(body):
             first = first or chunk
             for c in chunk["choices"]:
                 texts.append(c["delta"].get("content") or "")
+                for call in c["delta"].get("tool_calls") or ():
+                    if "id" in call:
+                        calls.append({k: call[k] for k in ("id", "type")} | {"arguments": []})
+                        calls[-1]["name"] = call["function"]["name"]
+                    calls[-1]["arguments"].append(call["function"]["arguments"])
                 finish_reason = c["finish_reason"] or finish_reason
             usage = chunk.get("usage") or usage
         assert first is not None  # stream_chat always ends with a finish and a usage chunk
-        message = {"role": "assistant", "content": "".join(texts), "refusal": None}
+        message: Json = {"role": "assistant", "content": "".join(texts), "refusal": None}
+        if calls:
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": c["id"],
+                    "type": c["type"],
+                    "function": {"name": c["name"], "arguments": "".join(c["arguments"])},
+                }
+                for c in calls
+            ]
         return {
             "id": first["id"],
             "object": "chat.completion",
@@ -137,6 +165,7 @@ class _ModelSlot:
         )
         self.turn = asyncio.Lock()  # FIFO: waiting requests get the model in arrival order
         self.running: set[threading.Event] = set()
+        self.closed = False
         self._load: asyncio.Future[LoadedModel] | None = None
 
     async def model(self) -> LoadedModel:
@@ -157,15 +186,17 @@ class _ModelSlot:
                 f"local model '{self.settings.name}' failed to load from {self.path}: {exc}"
             ) from None
 
-    async def run(self, request: GenerationRequest) -> AsyncIterator[str | Finish]:
-        """Text pieces as the worker thread produces them, then one Finish."""
+    async def run(self, request: GenerationRequest) -> AsyncIterator[Piece | Finish]:
+        """Pieces of the reply as the worker thread produces them, then one Finish."""
         async with self.turn:
+            if self.closed:
+                raise UpstreamError(f"local model '{self.settings.name}' has been shut down")
             model = await self.model()
             loop = asyncio.get_running_loop()
-            queue: asyncio.Queue[str | Finish | BaseException] = asyncio.Queue()
+            queue: asyncio.Queue[Piece | Finish | BaseException] = asyncio.Queue()
             cancel = threading.Event()
 
-            def post(item: str | Finish | BaseException) -> None:
+            def post(item: Piece | Finish | BaseException) -> None:
                 try:
                     loop.call_soon_threadsafe(queue.put_nowait, item)
                 except RuntimeError:  # the event loop is closed: nobody is listening
@@ -187,6 +218,11 @@ class _ModelSlot:
                     item = await queue.get()
                     if isinstance(item, BaseException):
                         raise self._error(item)
+                    if isinstance(item, Finish) and item.reason == "cancelled":
+                        # Only aclose() cancels a generation whose consumer is still reading.
+                        raise UpstreamError(
+                            f"local model '{self.settings.name}' was shut down mid-generation"
+                        )
                     yield item
                     if isinstance(item, Finish):
                         return
@@ -205,6 +241,7 @@ class _ModelSlot:
         )
 
     async def close(self) -> None:
+        self.closed = True
         for cancel in list(self.running):
             cancel.set()
         load, self._load = self._load, None

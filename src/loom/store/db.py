@@ -110,7 +110,8 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         raise ValueError("Loom needs a file-backed SQLite database, not an in-memory one")
     if not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url)
+    # The Connection ends its own transaction; a second rollback on return is a wasted hop.
+    engine = create_async_engine(url, pool_reset_on_return=None)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -9,6 +9,7 @@ because a background response is saved when it is created and again when it fini
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -154,13 +155,20 @@ async def _upsert(
         "response": response,
         "input_items": input_items,
     }
-    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
-    stmt = insert(resp_t).values(values)
-    stmt = stmt.on_conflict_do_update(
+    stmt = _upsert_statement(conn.dialect.name)
+    if (await conn.execute(stmt, values)).first() is None:
+        raise DuplicateIdError(f"response id {response['id']!r} is taken")
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> sa.Insert:
+    """Built once per dialect and executed with parameters, so each save reuses the
+    compiled statement instead of rebuilding the ON CONFLICT clause."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert
+    stmt = insert(resp_t)
+    return stmt.on_conflict_do_update(
         index_elements=[resp_t.c.id],
         set_={name: stmt.excluded[name] for name in _UPDATABLE},
         # Never overwrite another owner's response; no row comes back then.
         where=resp_t.c.owner == stmt.excluded.owner,
     ).returning(resp_t.c.seq)
-    if (await conn.execute(stmt)).first() is None:
-        raise DuplicateIdError(f"response id {response['id']!r} is taken")

@@ -17,7 +17,6 @@ and what went wrong, never a header.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -224,12 +223,10 @@ class _Connection:
         ready = self._ready
         if ready is not None and ready.done() and not ready.cancelled() and not ready.exception():
             # An open session ends its transport cleanly (streamable HTTP sends a DELETE).
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(task), _CLOSE_GRACE)
+            await asyncio.wait({task}, timeout=_CLOSE_GRACE)
         if not task.done():
             task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await asyncio.wait({task})
 
 
 class McpClients:

@@ -80,13 +80,15 @@ def _fail(param: str, message: str) -> InvalidRequestError:
     return InvalidRequestError(message, param=param, code="invalid_value")
 
 
-def _tool_filter(raw: Any, where: str) -> ToolFilter:
-    if isinstance(raw, list):
+def _tool_filter(raw: Any, where: str, names_list: bool = True) -> ToolFilter:
+    """`allowed_tools` may be a plain list of names; approval filters are objects."""
+    if isinstance(raw, list) and names_list:
         if not all(isinstance(n, str) for n in raw):
             raise _fail(where, f"'{where}' must be a list of tool names.")
         return ToolFilter(names=frozenset(raw))
     if not isinstance(raw, dict):
-        raise _fail(where, f"'{where}' must be a list of tool names or a filter object.")
+        kind = "a list of tool names or a filter object" if names_list else "a filter object"
+        raise _fail(where, f"'{where}' must be {kind}.")
     names = raw.get("tool_names")
     if names is not None and (
         not isinstance(names, list) or not all(isinstance(n, str) for n in names)
@@ -108,8 +110,16 @@ def _approval(raw: Any, where: str) -> tuple[ToolFilter | None, ToolFilter | Non
         return None, None, False
     if not isinstance(raw, dict) or not set(raw) <= {"always", "never"}:
         raise _fail(where, f"'{where}' must be 'always', 'never' or an object with always/never.")
-    always = _tool_filter(raw["always"], f"{where}.always") if raw.get("always") else None
-    never = _tool_filter(raw["never"], f"{where}.never") if raw.get("never") else None
+    always = (
+        _tool_filter(raw["always"], f"{where}.always", False)
+        if raw.get("always") is not None
+        else None
+    )
+    never = (
+        _tool_filter(raw["never"], f"{where}.never", False)
+        if raw.get("never") is not None
+        else None
+    )
     # Tools that neither filter names need approval, unless only `always` was given.
     return always, never, not (always is not None and never is None)
 

@@ -196,8 +196,9 @@ def _allowed_mcp(allowed: list[Any], toolset: ToolSet) -> dict[str, set[str] | N
                 param=f"tool_choice.tools[{i}].server_label",
             )
         name = entry.get("name")
+        names = out.get(label, set())
         if not isinstance(name, str):
-            out[label] = None
-        elif label not in out or out[label] is not None:
-            out.setdefault(label, set()).add(name)  # type: ignore[union-attr]
+            out[label] = None  # the whole server
+        elif names is not None:
+            out[label] = names | {name}
     return out
