@@ -356,12 +356,6 @@ def test_unknown_conversation_is_404(
     assert upstream.requests == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug outside this module: an input id already in the conversation makes "
-    "save_turn raise DuplicateIdError after the model ran (500, or a stream with no "
-    "terminal event); prepare_turn should reject it up front with a 400",
-)
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 def test_input_id_already_in_the_conversation_is_400(
     conv_client: openai.OpenAI, upstream: FakeUpstream, stream: bool

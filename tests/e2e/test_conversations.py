@@ -16,7 +16,6 @@ import contextlib
 import os
 import time
 import typing
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -36,12 +35,8 @@ from sqlalchemy.engine import make_url
 
 from loom.store import Database, Stores
 from tests.conftest import run_loom
+from tests.support.pg import PG_URL, PgDatabases
 from tests.support.servers import ThreadedServer
-
-with warnings.catch_warnings():
-    # That conftest marks its params with a marker it registers only for tests/store.
-    warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-    from tests.store.conftest import PG_URL, PgDatabases
 
 # -- one Loom per backend ---------------------------------------------------------------------
 

@@ -15,49 +15,15 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from loom.store import Database, Stores
+from tests.support.pg import PG_URL, PgDatabases
 
-PG_URL = os.environ.get("LOOM_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
 ]
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "postgresql: runs against a real PostgreSQL server")
-
-
-class PgDatabases:
-    """Creates throwaway databases on the test server and drops them all at the end."""
-
-    def __init__(self, base: URL) -> None:
-        self.base = base
-        self.names: list[str] = []
-
-    def admin_dsn(self) -> str:
-        url = self.base.set(drivername="postgresql", database="postgres")
-        return url.render_as_string(hide_password=False)
-
-    async def create(self) -> str:
-        name = f"loom_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(self.admin_dsn(), timeout=5)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        self.names.append(name)
-        return self.base.set(database=name).render_as_string(hide_password=False)
-
-    async def drop_all(self) -> None:
-        admin = await asyncpg.connect(self.admin_dsn(), timeout=5)
-        try:
-            for name in self.names:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture(scope="session")

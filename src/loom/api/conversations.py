@@ -8,45 +8,22 @@ response store; these routes are the client's own view and edits of the same ite
 from __future__ import annotations
 
 import time
-import typing
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from openai.types.responses.response_includable import ResponseIncludable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loom.api.body import openapi_body, parse_body
 from loom.api.deps import owner, services
+from loom.api.includes import includes
 from loom.api.pages import page_of
 from loom.engine.conversation_items import MAX_ITEMS_PER_REQUEST, conversation_items
 from loom.engine.ids import new_id
-from loom.errors import ConflictError, InvalidRequestError, NotFoundError
+from loom.errors import ConflictError, NotFoundError
 from loom.services import Services
 from loom.store import DuplicateIdError
 
 router = APIRouter()
-
-_INCLUDABLE = frozenset(typing.get_args(ResponseIncludable))
-
-
-def includes(
-    request: Request,
-    include: list[str] | None = Query(
-        None, description="Accepted for compatibility; Loom always returns items whole."
-    ),
-) -> list[str]:
-    """The `include` query values, validated. The `openai` SDK sends them as `include[]`,
-    so they are read from the query string; the declared `include` documents the param."""
-    params = request.query_params
-    values = params.getlist("include") + params.getlist("include[]")
-    for value in values:
-        if value not in _INCLUDABLE:
-            raise InvalidRequestError(
-                f"Invalid value for 'include': {value!r}; expected one of {sorted(_INCLUDABLE)}.",
-                param="include",
-                code="invalid_value",
-            )
-    return values
 
 
 def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from loom.api.body import openapi_body, parse_body
 from loom.api.deps import owner, services
+from loom.api.includes import includes
 from loom.api.pages import page_of
 from loom.api.sse import sse_response
 from loom.engine.loop import run_turn
@@ -15,26 +17,50 @@ from loom.engine.request import CreateResponse
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.errors import NotFoundError
 from loom.services import Services
+from loom.store import DuplicateIdError
+
+log = logging.getLogger("loom.api")
 
 router = APIRouter()
 
 
 def _persister(svc: Services, who: str, prepared: PreparedTurn, store: bool):
+    """Save the turn: the response (unless `store` is false) and, on a conversation, the
+    turn's items. If the save itself fails, the response becomes `failed` and says why,
+    so the client never sees `completed` for a turn that was not kept."""
+    conversation_id = prepared.conversation_id
+
     async def persist(response: dict[str, Any]) -> None:
-        if not store:
-            return
-        conversation_items = None
-        if prepared.conversation_id:
-            # A failed turn leaves the conversation untouched.
-            ok = response["status"] != "failed"
-            conversation_items = prepared.input_items + response["output"] if ok else []
-        await svc.stores.responses.save_turn(
-            who,
-            response,
-            prepared.input_items,
-            conversation_id=prepared.conversation_id,
-            conversation_items=conversation_items,
-        )
+        ok = response["status"] != "failed"
+        # A failed turn leaves the conversation untouched.
+        items = prepared.input_items + response["output"] if ok and conversation_id else []
+        try:
+            if store:
+                await svc.stores.responses.save_turn(
+                    who,
+                    response,
+                    prepared.input_items,
+                    conversation_id=conversation_id,
+                    conversation_items=items if conversation_id else None,
+                )
+            elif items and not await svc.stores.conversations.append_items(
+                who, conversation_id, items
+            ):
+                raise LookupError(f"conversation {conversation_id!r} not found")
+        except (LookupError, DuplicateIdError) as exc:
+            log.warning("response %s could not be stored: %s", response["id"], exc)
+            response.update(
+                status="failed",
+                completed_at=None,
+                incomplete_details=None,
+                error={
+                    "code": "server_error",
+                    "message": f"The turn could not be stored: {exc}. The conversation was "
+                    "left unchanged.",
+                },
+            )
+            if store:
+                await svc.stores.responses.save_turn(who, response, prepared.input_items)
 
     return persist
 
@@ -96,7 +122,7 @@ async def list_input_items(
     before: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
-    include: list[str] | None = Query(None),
+    _include: list[str] = Depends(includes),
     svc: Services = Depends(services),
     who: str = Depends(owner),
 ):

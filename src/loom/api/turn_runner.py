@@ -23,6 +23,13 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 _END = object()
 
 
+async def _persist_terminal(event: Event, persist: Persist) -> None:
+    """Persist the final Response; if saving turned it into a failure, say so on the wire."""
+    await persist(event["response"])
+    if event["response"]["status"] == "failed":
+        event["type"] = "response.failed"
+
+
 class TurnRunner:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task] = set()
@@ -31,7 +38,7 @@ class TurnRunner:
         """Consume a turn in the caller's task; return the final Response."""
         async for event in events:
             if event["type"] in TERMINAL:
-                await persist(event["response"])
+                await _persist_terminal(event, persist)
                 return event["response"]
         raise RuntimeError("a turn ended without a terminal event")
 
@@ -52,7 +59,7 @@ class TurnRunner:
         try:
             async for event in events:
                 if event["type"] in TERMINAL:
-                    await persist(event["response"])
+                    await _persist_terminal(event, persist)
                 queue.put_nowait(typed_event_bytes(event))
         except Exception as exc:  # only reachable before the first event (see run_turn)
             queue.put_nowait(exc)

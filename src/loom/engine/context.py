@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from loom.engine.chat_messages import items_to_messages
-from loom.errors import NotFoundError
+from loom.errors import InvalidRequestError, NotFoundError
 from loom.store import Stores
 
 Item = dict[str, Any]
@@ -45,6 +45,35 @@ async def history_items(
             )
         return items
     return []
+
+
+def check_against_history(
+    new_input: list[Item], history: list[Item], conversation_id: str | None
+) -> list[Item]:
+    """Resolve `item_reference`s against the history (the item is already in the context,
+    so the reference is dropped), and on a conversation refuse an input item whose id the
+    conversation already holds, which would otherwise fail only when the turn is saved."""
+    known = {item.get("id") for item in history}
+    out: list[Item] = []
+    for i, item in enumerate(new_input):
+        if item.get("type") == "item_reference":
+            if item["id"] not in known:
+                raise InvalidRequestError(
+                    f"Item with id '{item['id']}' not found in the history of this response.",
+                    param=f"input[{i}].id",
+                    code="invalid_value",
+                )
+            continue
+        if conversation_id and item.get("id") in known:
+            raise InvalidRequestError(
+                f"An item with id '{item['id']}' is already in conversation '{conversation_id}'.",
+                param=f"input[{i}].id",
+                code="invalid_value",
+            )
+        if conversation_id:
+            known.add(item.get("id"))
+        out.append(item)
+    return out
 
 
 def build_messages(

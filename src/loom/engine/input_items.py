@@ -108,6 +108,8 @@ def normalize_item(raw: Any, where: str) -> Item:
             "content": _normalize_content(role, raw.get("content"), where),
             "status": raw.get("status") or "completed",
         }
+        if raw.get("phase") in ("commentary", "final_answer"):
+            item["phase"] = raw["phase"]
         return item
     if kind == "function_call_output":
         _require_str(raw, "call_id", where)

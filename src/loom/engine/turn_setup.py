@@ -8,7 +8,7 @@ from typing import Any
 
 from loom.config import Settings
 from loom.engine.approvals import approved_calls
-from loom.engine.context import build_messages, history_items
+from loom.engine.context import build_messages, check_against_history, history_items
 from loom.engine.ids import new_id
 from loom.engine.input_items import normalize_input
 from loom.engine.loop import Turn
@@ -47,6 +47,7 @@ async def prepare_turn(
         previous_response_id=req.previous_response_id,
         conversation_id=conversation_id,
     )
+    input_items = check_against_history(input_items, history, conversation_id)
     approved = approved_calls(history, input_items, toolset)
     reuse_listings(toolset, history + input_items)
     response = response_skeleton(

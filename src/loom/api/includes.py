@@ -1,0 +1,41 @@
+"""The `include` query parameter of the list routes, read the way the SDK sends it."""
+
+from __future__ import annotations
+
+from fastapi import Query, Request
+
+from loom.errors import InvalidRequestError
+
+# The values the Responses API defines for `include`.
+INCLUDABLE = frozenset(
+    {
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "message.input_image.image_url",
+        "computer_call_output.output.image_url",
+        "code_interpreter_call.outputs",
+        "reasoning.encrypted_content",
+        "message.output_text.logprobs",
+    }
+)
+
+
+async def includes(
+    request: Request,
+    include: list[str] | None = Query(
+        None, description="Accepted for compatibility; Loom always returns items whole."
+    ),
+) -> list[str]:
+    """The `include` query values, validated. The `openai` SDK sends them as `include[]`,
+    so they are read from the query string; the declared `include` documents the param."""
+    params = request.query_params
+    values = params.getlist("include") + params.getlist("include[]")
+    for value in values:
+        if value not in INCLUDABLE:
+            raise InvalidRequestError(
+                f"Invalid value for 'include': {value!r}; expected one of {sorted(INCLUDABLE)}.",
+                param="include",
+                code="invalid_value",
+            )
+    return values
