@@ -60,7 +60,7 @@ class CreateResponse(BaseModel):
     metadata: dict[str, str] | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=16)  # as OpenAI: at least 16
     max_tool_calls: int | None = Field(default=None, ge=0)
     tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
