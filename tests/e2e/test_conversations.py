@@ -11,13 +11,9 @@ PostgreSQL database (one per test module).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import time
 import typing
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import asyncpg
@@ -35,40 +31,10 @@ from sqlalchemy.engine import make_url
 
 from loom.store import Database, Stores
 from tests.conftest import run_loom
-from tests.support.pg import PG_URL, PgDatabases
+from tests.support.pg import PG_URL, PgDatabases, pg_database, pg_unreachable
 from tests.support.servers import ThreadedServer
 
 # -- one Loom per backend ---------------------------------------------------------------------
-
-
-def _in_thread(coro: Any) -> Any:
-    """Run a coroutine to completion on its own loop, away from pytest's event loop."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-def _pg_unreachable(exc: BaseException) -> None:
-    reason = (
-        f"PostgreSQL not reachable at {make_url(PG_URL).render_as_string()}"
-        f" ({type(exc).__name__}: {exc}); start it to run the postgresql cases"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
-
-
-@contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    """A fresh, uniquely named PostgreSQL database, dropped afterwards."""
-    databases = PgDatabases(make_url(PG_URL))
-    try:
-        url = _in_thread(databases.create())
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        _pg_unreachable(exc)
-    try:
-        yield url
-    finally:
-        _in_thread(databases.drop_all())
 
 
 @pytest.fixture(scope="module", name="pg_loom")
@@ -709,7 +675,7 @@ async def test_first_page_cost_does_not_grow_with_history(tmp_path, store_backen
         try:
             url = await databases.create()
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            _pg_unreachable(exc)
+            pg_unreachable(exc)
     db = await Database.connect(url)
     try:
         await db.migrate()

@@ -16,7 +16,13 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from loom.config import LocalModelSettings
 from loom.errors import InvalidRequestError
 from loom.inference.local import LocalProvider
-from loom.inference.local_grammar import CALL_MARKER, answer_grammar, call_grammar
+from loom.inference.local_grammar import (
+    CALL_MARKER,
+    MAX_ARRAY_ITEMS,
+    MAX_STRING_CHARS,
+    answer_grammar,
+    call_grammar,
+)
 from loom.inference.local_request import parse_request
 from loom.inference.local_worker import CallArguments, CallStart, CallWriter
 
@@ -175,9 +181,12 @@ async def test_schemas_with_the_same_def_names_do_not_clash(provider):
         {"type": "object", "properties": {"w": {"type": "string"}}, "required": ["w"]}
     )
     tools = [tool("count", numbers, "Count"), tool("say", words, "Say")]
-    for name, schema in (("count", numbers), ("say", words)):
+    for name, schema, prompt in (
+        ("count", numbers, "Count to three."),
+        ("say", words, "Say hello to Bob."),
+    ):
         choice = {"type": "function", "function": {"name": name}}
-        body = ask("Do it.", tools=tools, tool_choice=choice, seed=3)
+        body = ask(prompt, tools=tools, tool_choice=choice, seed=3)
         [call] = (await provider.chat(body))["choices"][0]["message"]["tool_calls"]
         assert call["function"]["name"] == name
         jsonschema.validate(json.loads(call["function"]["arguments"]), schema)
@@ -271,24 +280,32 @@ async def test_auto_gives_text_or_a_valid_call(provider, prompt):
 
 
 async def test_auto_with_a_response_format_gives_json_or_a_valid_call(provider):
-    body = ask(
-        "What's the weather in Paris?",
-        tools=[GET_WEATHER],
-        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}},
-        seed=2,
-        max_tokens=400,
-    )
-    message = (await provider.chat(body))["choices"][0]["message"]
-    if message.get("tool_calls"):
-        assert_valid_call(message["tool_calls"][0]["function"], {"get_weather"})
-    else:
-        jsonschema.validate(json.loads(message["content"]), PERSON)
+    answer = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "sunny": {"type": "boolean"}},
+        "required": ["city", "sunny"],
+    }
+    for seed in (1, 2):
+        body = ask(
+            "What's the weather in Paris?",
+            tools=[GET_WEATHER],
+            response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": answer}},
+            seed=seed,
+            max_tokens=200,
+        )
+        choice = (await provider.chat(body))["choices"][0]
+        message = choice["message"]
+        if message.get("tool_calls"):
+            assert choice["finish_reason"] == "tool_calls"
+            assert_valid_call(message["tool_calls"][0]["function"], {"get_weather"})
+        else:
+            assert choice["finish_reason"] == "stop", message
+            jsonschema.validate(json.loads(message["content"]), answer)
 
 
 async def test_auto_restarts_under_the_call_grammar_when_the_reply_starts_a_call(provider):
-    # The model is steered into starting a call by an earlier turn that shows how.
-    body = ask("What's the weather in Madrid?", tools=[GET_WEATHER], seed=1, temperature=0)
-    body["messages"] = [
+    # An earlier turn shows the model how a call looks, so it starts one by itself.
+    history = [
         {"role": "user", "content": "What's the weather in Paris?"},
         {
             "role": "assistant",
@@ -303,14 +320,12 @@ async def test_auto_restarts_under_the_call_grammar_when_the_reply_starts_a_call
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21C"},
         {"role": "assistant", "content": "It is sunny and 21C in Paris."},
-        *body["messages"],
     ]
-    completion = await provider.chat(body)
-    message = completion["choices"][0]["message"]
-    if message.get("tool_calls"):  # what this seed does; either way the reply is valid
-        assert_valid_call(message["tool_calls"][0]["function"], {"get_weather"})
-    else:
-        assert CALL_MARKER not in message["content"]
+    for city in ("Madrid", "Oslo"):
+        body = ask(f"What's the weather in {city}?", tools=[GET_WEATHER], temperature=0)
+        body["messages"] = history + body["messages"]
+        call, _ = await stream_call(provider, body)
+        assert_valid_call(call, {"get_weather"})
 
 
 async def test_tool_choice_none_gives_plain_text(provider):
@@ -326,10 +341,11 @@ async def test_stop_applies_to_text_and_json_answers(provider):
     body = ask("Count from 1 to 20, separated by commas.", max_tokens=60, temperature=0)
     body |= {"tools": [GET_WEATHER], "tool_choice": "auto"}
     full = (await provider.chat(body))["choices"][0]["message"]["content"]
-    assert "5" in full, full
-    cut = await provider.chat({**body, "stop": ["5"]})
+    assert len(full) > 30, full
+    stop = full[20:24]  # greedy decoding: the same text comes again, up to the stop
+    cut = await provider.chat({**body, "stop": [stop]})
     assert cut["choices"][0]["finish_reason"] == "stop"
-    assert cut["choices"][0]["message"]["content"] == full[: full.index("5")]
+    assert cut["choices"][0]["message"]["content"] == full[: full.index(stop)]
     body = ask(
         "Describe a person.",
         response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}},
@@ -434,6 +450,16 @@ def test_grammars_are_cached_and_distinct():
     assert call_grammar(tools) is call_grammar(tools)
     assert answer_grammar(PERSON) is answer_grammar(PERSON)
     assert call_grammar(tools) != answer_grammar(None)
+
+
+def test_open_strings_and_arrays_are_bounded_so_output_always_ends():
+    grammar = answer_grammar(PERSON)
+    assert f"char{{0,{MAX_STRING_CHARS}}}" in grammar and "char*" not in grammar
+    assert grammar.count("answer-integer") > MAX_ARRAY_ITEMS  # ages: up to 64 items
+    generic = answer_grammar(None)
+    assert f"{{0,{MAX_ARRAY_ITEMS - 1}}}" in generic and "char*" not in generic
+    bounded = {"type": "array", "items": {"type": "string", "maxLength": 3}, "maxItems": 2}
+    assert "{0,500}" not in answer_grammar(bounded)
 
 
 def test_call_writer_streams_arguments_without_the_closing_brace():
