@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loom.api.body import openapi_body, parse_body
 from loom.api.deps import owner, services
+from loom.api.json import OrjsonResponse
 from loom.api.pages import page_of
 from loom.api.sse import DONE_LINE, chat_chunk_bytes, sse_response
 from loom.errors import NotFoundError
@@ -62,7 +63,7 @@ async def create_chat_completion(
         completion = await resolved.provider.chat(upstream_body)
         if store and completion.get("id"):
             await _keep(store_completions, who, completion, parsed)
-        return completion
+        return OrjsonResponse(completion)
 
     chunks = resolved.provider.stream_chat(upstream_body)
     # Pull the first chunk before answering, so an upstream that fails up front

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from loom.api.body import openapi_body, parse_body
 from loom.api.deps import owner, services
 from loom.api.includes import includes
+from loom.api.json import OrjsonResponse
 from loom.api.pages import page_of
 from loom.api.sse import sse_response
 from loom.engine.loop import run_turn
@@ -77,7 +78,7 @@ async def create_response(
     events = run_turn(prepared.turn)
     if req.stream:
         return sse_response(await svc.turns.stream(events, persist))
-    return await svc.turns.run(events, persist)
+    return OrjsonResponse(await svc.turns.run(events, persist))
 
 
 def _not_found(response_id: str) -> NotFoundError:
