@@ -108,15 +108,13 @@ async def test_stop_sequence_cuts_the_text(provider):
     assert cut["choices"][0]["message"]["content"] == full[: full.index("5")]
 
 
-async def test_tools_and_response_format_are_ignored_for_now(provider):
+async def test_tool_history_with_tool_choice_none_gets_a_text_answer(provider):
+    # Tools and formats are covered in test_local_grammar.py; "none" means plain text.
     body = ask("What is the weather in Paris?", max_tokens=8)
     body["tools"] = [
         {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
     ]
-    body["response_format"] = {
-        "type": "json_schema",
-        "json_schema": {"name": "w", "schema": {"type": "object"}},
-    }
+    body["tool_choice"] = "none"
     body["messages"] += [
         {
             "role": "assistant",
@@ -133,6 +131,7 @@ async def test_tools_and_response_format_are_ignored_for_now(provider):
     ]
     completion = await provider.chat(body)
     assert completion["choices"][0]["finish_reason"] in ("stop", "length")
+    assert "tool_calls" not in completion["choices"][0]["message"]
 
 
 async def test_two_concurrent_requests_complete_while_the_loop_stays_responsive(provider):

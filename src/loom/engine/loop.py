@@ -57,9 +57,6 @@ class Decision(Enum):
         return "max_output_tokens" if self is Decision.LENGTH else "max_messages"
 
 
-Outcome = Decision  # the decisions that end a turn are its outcome
-
-
 @dataclass
 class Turn:
     """Everything one turn needs, built by the API layer."""
@@ -80,7 +77,20 @@ def _snapshot(response: dict[str, Any]) -> dict[str, Any]:
     return {**response, "output": list(response["output"])}
 
 
-def _chat_body(turn: Turn, output: list[dict[str, Any]], tools_allowed: bool) -> dict[str, Any]:
+def _tool_choice(turn: Turn, tools_allowed: bool, first_call: bool) -> Any:
+    """`required` or a named tool forces the model to call a tool once; after the server
+    ran the calls, the model is free to answer, or it would call tools forever."""
+    choice = turn.toolset.chat_tool_choice
+    if not tools_allowed:
+        return "none"
+    if not first_call and (choice == "required" or isinstance(choice, dict)):
+        return "auto"
+    return choice
+
+
+def _chat_body(
+    turn: Turn, output: list[dict[str, Any]], tools_allowed: bool, first_call: bool
+) -> dict[str, Any]:
     messages = turn.messages + items_to_messages(output) if output else turn.messages
     body: dict[str, Any] = {
         "model": turn.model.model,
@@ -92,7 +102,7 @@ def _chat_body(turn: Turn, output: list[dict[str, Any]], tools_allowed: bool) ->
     toolset = turn.toolset
     if toolset.chat_tools and toolset.chat_tool_choice != "none":
         body["tools"] = toolset.chat_tools
-        choice = toolset.chat_tool_choice if tools_allowed else "none"
+        choice = _tool_choice(turn, tools_allowed, first_call)
         if choice is not None:
             body["tool_choice"] = choice
         if not turn.parallel_tool_calls:
@@ -192,7 +202,12 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
             for iteration in range(turn.max_iterations):
                 budget = None if turn.max_tool_calls is None else turn.max_tool_calls - calls_made
                 call = ModelCallStream(seq, output, turn.toolset, budget, turn.parallel_tool_calls)
-                body = _chat_body(turn, output, tools_allowed=budget is None or budget > 0)
+                body = _chat_body(
+                    turn,
+                    output,
+                    tools_allowed=budget is None or budget > 0,
+                    first_call=iteration == 0,
+                )
                 async for event in _model_events(turn, call, body, usage, held):
                     yield event
                 calls_made += len(call.calls) + len(call.mcp_calls)

@@ -6,6 +6,10 @@ order behind an asyncio lock, and each piece of text crosses back to the event l
 as it is generated, so streaming is real and the loop stays free for other requests. When a
 consumer stops reading (a client disconnect), a flag stops the worker before its next token
 and the next request gets the model. Each model loads lazily, once, on first use.
+
+Tools and `response_format` work by grammar-constrained decoding (see `local_grammar`); a
+tool call streams as OpenAI's do: a chunk with the call's id and name, chunks with pieces
+of its JSON arguments, then finish_reason "tool_calls".
 """
 
 from __future__ import annotations

@@ -24,8 +24,15 @@ whose `arguments` follow that tool's `parameters` schema, one alternative per to
 Schemas are converted by llama-cpp-python's `SchemaConverter`. Each schema gets its own
 converter and its rule names a prefix of their own, so two tools whose schemas both define,
 say, `$defs/Item` cannot clash. JSON strings are restricted to characters JSON allows
-unescaped (the converter's own rule lets raw control characters through). Grammars are
-cached by their inputs, since an agent sends the same tools on every turn.
+unescaped (the converter's own rule lets raw control characters through). A small model can
+loop inside a string or an array until `max_tokens` cuts the JSON short, so strings and
+arrays whose schema sets no bound get one (MAX_STRING_CHARS, MAX_ARRAY_ITEMS): output that
+satisfies the bound still satisfies the schema. Grammars are cached by their inputs, since
+an agent sends the same tools on every turn.
+
+Limits: what the converter cannot express is not enforced. Output always has the schema's
+shape, types, required properties, enums and consts, but numeric `minimum`/`maximum`,
+`multipleOf`, `uniqueItems` and most string `format`s are left to the model.
 """
 
 from __future__ import annotations
@@ -39,8 +46,14 @@ from typing import Any
 from loom.errors import InvalidRequestError
 
 CALL_MARKER = "<tool_call>"
+# A small model can loop inside a string or an array until the token budget runs out, which
+# leaves invalid JSON. Where a schema sets no bound, these do, so that output always ends.
+MAX_STRING_CHARS = 500
+MAX_ARRAY_ITEMS = 64
 CALL_TRIGGER = "<tool"  # in "auto", a reply that starts like this is a call
 
+_UNBOUNDED_STRING = r'"\"" char* "\"" space'
+_UNBOUNDED_ARRAY = '"[" space ( value ("," space value)* )? "]" space'
 # A JSON string character: anything but a quote, a backslash or a control character, or an
 # escape. The converter's `char` rule allows raw control characters, which JSON does not.
 _CHAR_RULE = r'[^"\\\x00-\x1F\x7F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
@@ -58,20 +71,20 @@ def call_grammar(tools: list[dict[str, Any]], only: str | None = None) -> str:
     """A grammar for `<tool_call>{"name": ..., "arguments": ...}` calling one of `tools`
     (each {"name", "parameters"}), or only the one named `only`."""
     chosen = [t for t in tools if only is None or t["name"] == only]
-    key = json.dumps([[t["name"], t["parameters"]] for t in chosen], sort_keys=True)
+    key = json.dumps([[t["name"], t["parameters"]] for t in chosen])
     return _call_grammar(key, None)
 
 
 def call_or_answer_grammar(tools: list[dict[str, Any]], answer: dict[str, Any] | None) -> str:
     """A grammar for either a call to one of `tools` or an answer in the JSON schema
     `answer` (None: any JSON object)."""
-    key = json.dumps([[t["name"], t["parameters"]] for t in tools], sort_keys=True)
-    return _call_grammar(key, json.dumps(answer, sort_keys=True))
+    key = json.dumps([[t["name"], t["parameters"]] for t in tools])
+    return _call_grammar(key, json.dumps(answer))
 
 
 def answer_grammar(schema: dict[str, Any] | None) -> str:
     """A grammar for JSON that validates against `schema` (None: any JSON object)."""
-    return _answer_grammar(json.dumps(schema, sort_keys=True))
+    return _answer_grammar(json.dumps(schema))
 
 
 @lru_cache(maxsize=64)
@@ -121,7 +134,7 @@ def _convert(schema: object, prefix: str, rules: dict[str, str]) -> str:
         raw_pattern=False,
     )
     try:
-        resolved = converter.resolve_refs(copy.deepcopy(schema), prefix)
+        resolved = converter.resolve_refs(_bounded(copy.deepcopy(schema)), prefix)
         top = converter.visit(resolved, "")
         lines = converter.format_grammar().splitlines()
     except Exception as exc:  # the converter asserts on what it cannot express
@@ -131,6 +144,10 @@ def _convert(schema: object, prefix: str, rules: dict[str, str]) -> str:
     own = dict(line.split(" ::= ", 1) for line in lines)
     if "char" in own:
         own["char"] = _CHAR_RULE
+    if own.get("string") == _UNBOUNDED_STRING:
+        own["string"] = f'"\\"" char{{0,{MAX_STRING_CHARS}}} "\\"" space'
+    if own.get("array") == _UNBOUNDED_ARRAY:
+        own["array"] = _UNBOUNDED_ARRAY.replace(")*", f"){{0,{MAX_ARRAY_ITEMS - 1}}}")
 
     def rename(match: re.Match[str]) -> str:
         token = match[0]
@@ -139,6 +156,26 @@ def _convert(schema: object, prefix: str, rules: dict[str, str]) -> str:
     for name, body in own.items():
         rules[f"{prefix}-{name}"] = _BODY_TOKEN.sub(rename, body)
     return f"{prefix}-{top}"
+
+
+def _bounded(schema: Any) -> Any:
+    """`schema` (changed in place) with bounds on the strings and arrays it leaves open:
+    maxItems here; unbounded strings are the converter's `string` rule, bounded later."""
+    if not isinstance(schema, dict):
+        return schema
+    if isinstance(schema.get("items"), dict) and "maxItems" not in schema:
+        schema["maxItems"] = max(MAX_ARRAY_ITEMS, schema.get("minItems", 0))
+    if "minLength" in schema and "maxLength" not in schema:
+        schema["maxLength"] = max(MAX_STRING_CHARS, schema["minLength"])
+    for key in ("items", "additionalProperties", "not"):
+        _bounded(schema.get(key))
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for sub in schema.get(key) or ():
+            _bounded(sub)
+    for key in ("properties", "$defs", "definitions"):
+        for sub in (schema.get(key) or {}).values():
+            _bounded(sub)
+    return schema
 
 
 def _literal(text: str) -> str:

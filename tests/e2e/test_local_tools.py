@@ -1,0 +1,217 @@
+"""Zero-config Loom: the embedded model calls tools and answers in a JSON schema, through
+the Responses API and the `openai` SDK."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+from tests.conftest import run_loom
+from tests.support.stream_validator import validate_stream
+
+pytest_plugins = ["tests.support.mcp_server"]  # the MCP server fixtures
+
+MODEL = "local/smollm2-135m"
+WEATHER_PARAMS = {
+    "type": "object",
+    "properties": {"location": {"type": "string", "description": "A city"}},
+    "required": ["location"],
+    "additionalProperties": False,
+}
+GET_WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Get the current weather for a location",
+    "parameters": WEATHER_PARAMS,
+    "strict": True,
+}
+CITY = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "population": {"type": "integer"},
+        "districts": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["city", "population", "districts"],
+    "additionalProperties": False,
+}
+CITY_FORMAT = {"format": {"type": "json_schema", "name": "city", "schema": CITY, "strict": True}}
+
+
+@pytest.fixture(scope="module")
+def local_client(tmp_path_factory):
+    db = tmp_path_factory.mktemp("local-tools") / "loom.db"
+    # No provider configured and no OPENAI_* variables: only the embedded model.
+    with run_loom({"LOOM_DB_URL": f"sqlite+aiosqlite:///{db}"}) as loom:
+        yield openai.OpenAI(base_url=f"{loom.url}/v1", api_key="x", max_retries=0)
+
+
+def events_of(stream) -> list[dict]:
+    with stream:
+        return [e.model_dump(mode="json", exclude_unset=True, by_alias=True) for e in stream]
+
+
+def the_call(output: list[dict]) -> dict:
+    [call] = [item for item in output if item["type"] == "function_call"]
+    assert call["name"] == "get_weather" and call["call_id"]
+    jsonschema.validate(json.loads(call["arguments"]), WEATHER_PARAMS)
+    return call
+
+
+def test_required_tool_call_then_answer(local_client):
+    response = local_client.responses.create(
+        model=MODEL,
+        input="What's the weather in Paris?",
+        tools=[GET_WEATHER],
+        tool_choice="required",
+    )
+    assert response.status == "completed"
+    call = the_call([item.model_dump() for item in response.output])
+
+    answer = local_client.responses.create(
+        model=MODEL,
+        previous_response_id=response.id,
+        input=[
+            {
+                "type": "function_call_output",
+                "call_id": call["call_id"],
+                "output": "Sunny, 21C",
+            }
+        ],
+        max_output_tokens=40,
+    )
+    assert answer.status in ("completed", "incomplete")
+    assert answer.output[-1].type == "message"
+    assert answer.output_text.strip()
+
+
+def test_required_tool_call_then_answer_streaming(local_client):
+    events = events_of(
+        local_client.responses.create(
+            model=MODEL,
+            input="Is it raining in Tokyo?",
+            tools=[GET_WEATHER],
+            tool_choice="required",
+            stream=True,
+        )
+    )
+    final = validate_stream(events)
+    assert final["status"] == "completed"
+    call = the_call(final["output"])
+    deltas = [e for e in events if e["type"] == "response.function_call_arguments.delta"]
+    assert "".join(e["delta"] for e in deltas) == call["arguments"]
+
+    events = events_of(
+        local_client.responses.create(
+            model=MODEL,
+            previous_response_id=final["id"],
+            input=[
+                {"type": "function_call_output", "call_id": call["call_id"], "output": "Rain, 12C"}
+            ],
+            max_output_tokens=40,
+            stream=True,
+        )
+    )
+    final = validate_stream(events)
+    assert final["status"] in ("completed", "incomplete")
+    assert final["output"][-1]["content"][0]["text"].strip()
+
+
+def test_json_schema_text_format(local_client):
+    response = local_client.responses.create(
+        model=MODEL,
+        input="Describe the city of Rome.",
+        text=CITY_FORMAT,
+        max_output_tokens=300,
+        temperature=0,  # greedy, so the test sees the same reply every time
+    )
+    assert response.status == "completed"
+    jsonschema.validate(json.loads(response.output_text), CITY)
+
+
+def test_json_schema_text_format_streaming(local_client):
+    events = events_of(
+        local_client.responses.create(
+            model=MODEL,
+            input="Describe London.",
+            text=CITY_FORMAT,
+            max_output_tokens=300,
+            temperature=0,
+            stream=True,
+        )
+    )
+    final = validate_stream(events)
+    assert final["status"] == "completed"
+    jsonschema.validate(json.loads(final["output"][0]["content"][0]["text"]), CITY)
+
+
+# -- an MCP tool, run by Loom, chosen by the embedded model --------------------------------
+
+
+def test_mcp_call_with_the_embedded_model(local_client, mcp_server):
+    tool = {
+        "type": "mcp",
+        "server_label": "chem",
+        "server_url": mcp_server.http_url,
+        "require_approval": "never",
+        "allowed_tools": ["get_boiling_point"],
+    }
+    events = events_of(
+        local_client.responses.create(
+            model=MODEL,
+            input="What is the boiling point of myawesomeliquid in Celsius?",
+            tools=[tool],
+            tool_choice="required",
+            max_output_tokens=64,
+            stream=True,
+        )
+    )
+    final = validate_stream(events)
+    kinds = [item["type"] for item in final["output"]]
+    assert kinds[:2] == ["mcp_list_tools", "mcp_call"], kinds
+    call = final["output"][1]
+    assert call["name"] == "get_boiling_point" and call["error"] is None
+    assert isinstance(json.loads(call["arguments"])["liquid_name"], str)
+    assert call["output"]
+    # The forced choice applies once: after the call ran, the model answers in text.
+    assert kinds[-1] == "message" and final["status"] in ("completed", "incomplete")
+    assert final["output"][-1]["content"][0]["text"].strip()
+
+
+# -- cancellation ---------------------------------------------------------------------------
+
+
+def test_closing_a_stream_frees_the_model_within_a_second(local_client):
+    base = str(local_client.base_url).rstrip("/")
+    long_body = {
+        "model": MODEL,
+        "stream": True,
+        "max_tokens": 2000,
+        "messages": [{"role": "user", "content": "Write a very long story."}],
+    }
+    with httpx.stream("POST", f"{base}/chat/completions", json=long_body, timeout=60) as r:
+        lines = r.iter_lines()
+        received = 0
+        for line in lines:
+            if line.startswith("data: {"):
+                received += 1
+            if received >= 3:
+                break
+    closed_at = time.monotonic()
+    short = {
+        "model": MODEL,
+        "stream": True,
+        "max_tokens": 4,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+    with httpx.stream("POST", f"{base}/chat/completions", json=short, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {") and '"content"' in line:
+                break
+    waited = time.monotonic() - closed_at
+    assert waited < 1.0, f"the next request waited {waited:.2f}s for the model"
