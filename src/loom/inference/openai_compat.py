@@ -7,6 +7,7 @@ every chunk into pydantic objects is the largest cost such servers pay.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator
 
@@ -18,6 +19,7 @@ from loom.inference.base import Json
 from loom.inference.sse_reader import iter_sse_json
 
 _MODEL_LIST_TTL = 60.0
+_POOLS = 8
 
 
 class OpenAICompatProvider:
@@ -36,13 +38,25 @@ class OpenAICompatProvider:
         self._static_models = list(models) if models else None
         self._listed: tuple[float, list[str] | None] | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-            transport=transport,
-        )
+        # Several small connection pools instead of one big one: httpcore scans every
+        # pooled connection (and, for idle ones, every connection again) each time a
+        # request starts or ends, so one pool's cost grows with the square of the number
+        # of concurrent streams. Requests go round-robin over the pools.
+        self._clients = [
+            httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=headers,
+                timeout=httpx.Timeout(timeout, connect=connect_timeout),
+                limits=httpx.Limits(max_connections=250, max_keepalive_connections=50),
+                transport=transport,
+            )
+            for _ in range(_POOLS)
+        ]
+        self._next_pool = itertools.cycle(self._clients)
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        return next(self._next_pool)
 
     # -- errors ---------------------------------------------------------------------------
 
@@ -107,14 +121,15 @@ class OpenAICompatProvider:
             ) from None
 
     async def stream_chat(self, body: Json) -> AsyncIterator[Json]:
-        request = self._client.build_request(
+        client = self._client
+        request = client.build_request(
             "POST",
             "/chat/completions",
             content=orjson.dumps(body),
             headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
         )
         try:
-            response = await self._client.send(request, stream=True)
+            response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         try:
@@ -137,4 +152,5 @@ class OpenAICompatProvider:
             await response.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in self._clients:
+            await client.aclose()
