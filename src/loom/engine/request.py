@@ -86,6 +86,15 @@ class CreateResponse(BaseModel):
                     raise ValueError("metadata keys are at most 64 and values 512 characters")
         return value
 
+    @field_validator("background")
+    @classmethod
+    def _no_background_yet(cls, value: bool) -> bool:
+        # Background responses (queued, resumable streams) are not served yet: say so
+        # instead of silently running the response in the foreground.
+        if value:
+            raise ValueError("background responses are not supported by this server yet")
+        return value
+
     @model_validator(mode="after")
     def _exclusive(self) -> CreateResponse:
         if self.conversation is not None and self.previous_response_id is not None:
