@@ -37,12 +37,6 @@ class InvalidRequestError(LoomError):
     error_type = "invalid_request_error"
 
 
-class AuthenticationError(LoomError):
-    status_code = 401
-    error_type = "authentication_error"
-    default_code = "invalid_api_key"
-
-
 class NotFoundError(LoomError):
     status_code = 404
     error_type = "invalid_request_error"
@@ -64,7 +58,6 @@ class UpstreamError(LoomError):
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
         super().__init__(message, code=code)
-        self.upstream_status = status
         # Client errors the upstream found in what we forwarded are the client's to fix.
         if status is not None and 400 <= status < 500 and status not in (401, 403, 408, 429):
             self.status_code = 400
@@ -74,7 +67,3 @@ class UpstreamError(LoomError):
 class UpstreamTimeoutError(UpstreamError):
     status_code = 504
     default_code = "upstream_timeout"
-
-
-class ServerError(LoomError):
-    """A failure inside Loom itself; the message never includes request secrets."""

@@ -164,6 +164,10 @@ def request_signature(body: dict[str, Any]) -> str:
     return json.dumps([messages, tools], sort_keys=True)
 
 
+def _asks_usage(request: dict[str, Any]) -> bool:
+    return bool((request["body"].get("stream_options") or {}).get("include_usage"))
+
+
 class Recordings:
     def __init__(self, directory: Path = SHARED_RECORDINGS):
         self.by_signature: dict[str, dict[str, Any]] = {}
@@ -175,12 +179,10 @@ class Recordings:
             if not data["response"].get("is_streaming"):
                 continue
             signature = request_signature(request["body"])
-            # Loom always asks for usage; prefer the recordings that carry it.
-            with_usage = bool((request["body"].get("stream_options") or {}).get("include_usage"))
-            if signature not in self.by_signature or with_usage:
-                self.by_signature.setdefault(signature, data)
-                if with_usage:
-                    self.by_signature[signature] = data
+            # Loom always asks for usage: the first recording that carries it wins.
+            current = self.by_signature.get(signature)
+            if current is None or (_asks_usage(request) and not _asks_usage(current["request"])):
+                self.by_signature[signature] = data
 
     def chunks_for(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
         data = self.by_signature.get(request_signature(body))

@@ -14,6 +14,7 @@ from loom.api.deps import owner, services
 from loom.api.json import OrjsonResponse
 from loom.api.pages import page_of
 from loom.api.sse import DONE_LINE, chat_chunk_bytes, sse_response
+from loom.engine.request import Metadata
 from loom.errors import NotFoundError
 from loom.inference.assemble import ChunkAccumulator
 from loom.services import Services
@@ -33,7 +34,7 @@ class ChatCompletionRequest(BaseModel):
     messages: list[dict[str, Any]] = Field(min_length=1)
     stream: bool | None = None
     store: bool | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
 
     @field_validator("messages")
     @classmethod

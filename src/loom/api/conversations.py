@@ -11,7 +11,7 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from loom.api.body import openapi_body, parse_body
 from loom.api.deps import owner, services
@@ -19,6 +19,7 @@ from loom.api.includes import includes
 from loom.api.pages import page_of
 from loom.engine.conversation_items import MAX_ITEMS_PER_REQUEST, conversation_items
 from loom.engine.ids import new_id
+from loom.engine.request import Metadata
 from loom.errors import ConflictError, NotFoundError
 from loom.services import Services
 from loom.store import DuplicateIdError
@@ -26,31 +27,17 @@ from loom.store import DuplicateIdError
 router = APIRouter()
 
 
-def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
-    if value is not None:
-        if len(value) > 16:
-            raise ValueError("metadata holds at most 16 keys")
-        for key, item in value.items():
-            if len(key) > 64 or len(item) > 512:
-                raise ValueError("metadata keys are at most 64 and values 512 characters")
-    return value
-
-
 class CreateConversation(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     items: list[Any] | None = Field(default=None, max_length=MAX_ITEMS_PER_REQUEST)
-    metadata: dict[str, str] | None = None
-
-    check_metadata = field_validator("metadata")(_check_metadata)
+    metadata: Metadata | None = None
 
 
 class UpdateConversation(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    metadata: dict[str, str] | None  # required, may be null (clears it)
-
-    check_metadata = field_validator("metadata")(_check_metadata)
+    metadata: Metadata | None  # required, may be null (clears it)
 
 
 class AddItems(BaseModel):

@@ -7,11 +7,24 @@ object that echoes the request, with the defaults the Open Responses spec requir
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from loom.errors import InvalidRequestError
+
+
+def _metadata_limits(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > 16:
+        raise ValueError("metadata holds at most 16 keys")
+    for key, item in value.items():
+        if len(key) > 64 or len(item) > 512:
+            raise ValueError("metadata keys are at most 64 and values 512 characters")
+    return value
+
+
+# OpenAI's `metadata`: at most 16 string pairs, keys up to 64 and values up to 512 chars.
+Metadata = Annotated[dict[str, str], AfterValidator(_metadata_limits)]
 
 
 class TextFormat(BaseModel):
@@ -57,7 +70,7 @@ class CreateResponse(BaseModel):
     store: bool = True
     stream: bool = False
     background: bool = False
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_output_tokens: int | None = Field(default=None, ge=16)  # as OpenAI: at least 16
@@ -74,17 +87,6 @@ class CreateResponse(BaseModel):
     truncation: Literal["auto", "disabled"] | None = None
     service_tier: str | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is not None:
-            if len(value) > 16:
-                raise ValueError("metadata holds at most 16 keys")
-            for key, item in value.items():
-                if len(key) > 64 or len(item) > 512:
-                    raise ValueError("metadata keys are at most 64 and values 512 characters")
-        return value
 
     @field_validator("background")
     @classmethod

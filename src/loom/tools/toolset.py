@@ -31,9 +31,6 @@ class ToolSet:
     mcp_choice: dict[str, set[str] | None] | None = None
     listed_labels: set[str] = field(default_factory=set)
 
-    def is_client_function(self, name: str) -> bool:
-        return name in self.function_names
-
     def mcp_tool(self, name: str) -> tuple[McpServer, dict[str, Any]] | None:
         """The server that runs a model's call to `name`, if an MCP tool has that name."""
         return self.mcp_tools.get(name)
