@@ -13,7 +13,6 @@ import typing
 from functools import cache
 from typing import Any
 
-from openai.types.conversations.conversation_item import ConversationItem
 from pydantic import BaseModel, ValidationError
 
 from loom.engine.input_items import normalize_item
@@ -27,7 +26,10 @@ MAX_ITEMS_PER_REQUEST = 20
 
 @cache
 def _sdk_item_types() -> dict[str, type[BaseModel]]:
-    """The SDK's ConversationItem union, keyed by each member's `type` tag."""
+    """The SDK's ConversationItem union, keyed by each member's `type` tag. Imported on
+    first use: the `openai` package costs about half a second of start-up otherwise."""
+    from openai.types.conversations.conversation_item import ConversationItem
+
     union = typing.get_args(ConversationItem)[0]
     by_tag: dict[str, type[BaseModel]] = {}
     for member in typing.get_args(union):
