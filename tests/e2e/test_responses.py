@@ -528,7 +528,7 @@ def test_list_delete_and_input_items(client, upstream):
     after = client.responses.input_items.list(response.id, order="asc", after=asc.last_id)
     assert [i.content[0].text for i in after.data] == ["c"]
 
-    deleted = client.responses.delete(ids[0])
-    assert deleted is None or getattr(deleted, "deleted", True)
+    deleted = client.responses.with_raw_response.delete(ids[0]).http_response.json()
+    assert deleted == {"id": ids[0], "object": "response.deleted", "deleted": True}
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(ids[0])
