@@ -12,12 +12,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from loom import __version__
 from loom.api import chat, conversations, embeddings, health, models, responses
 from loom.api.body import param_of
+from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
 from loom.config import Settings
 from loom.errors import LoomError
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
-from loom.inference.test_id import TestIdMiddleware
 from loom.services import Services
 from loom.store import open_stores
 

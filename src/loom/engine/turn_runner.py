@@ -4,6 +4,8 @@ A streamed turn runs in its own task and hands serialized events to the HTTP res
 through a queue, so a client that disconnects stops only the reading side: the turn is
 finished and stored whole. The final state is persisted *before* the terminal event is
 sent, so a client that reacts to `response.completed` always finds the response stored.
+`turn_saver` is that save: what is stored, and what becomes of the response when it cannot
+be. The API layer passes in only how an event is framed on the wire.
 """
 
 from __future__ import annotations
@@ -13,14 +15,57 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from loom.api.sse import typed_event_bytes
 from loom.engine.events import Event
+from loom.engine.turn_setup import PreparedTurn
+from loom.store import DuplicateIdError, Stores
 
 log = logging.getLogger("loom.engine")
 
 Persist = Callable[[dict[str, Any]], Awaitable[None]]
+Serialize = Callable[[Event], bytes]
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _END = object()
+
+
+def turn_saver(stores: Stores, owner: str, prepared: PreparedTurn, store: bool) -> Persist:
+    """Save the turn: the response (unless `store` is false) and, on a conversation, the
+    turn's items. If the save itself fails, the response becomes `failed` and says why,
+    so the client never sees `completed` for a turn that was not kept."""
+    conversation_id = prepared.conversation_id
+
+    async def persist(response: dict[str, Any]) -> None:
+        ok = response["status"] != "failed"
+        # A failed turn leaves the conversation untouched.
+        items = prepared.input_items + response["output"] if ok and conversation_id else []
+        try:
+            if store:
+                await stores.responses.save_turn(
+                    owner,
+                    response,
+                    prepared.input_items,
+                    conversation_id=conversation_id,
+                    conversation_items=items if conversation_id else None,
+                )
+            elif items and not await stores.conversations.append_items(
+                owner, conversation_id, items
+            ):
+                raise LookupError(f"conversation {conversation_id!r} not found")
+        except (LookupError, DuplicateIdError) as exc:
+            log.warning("response %s could not be stored: %s", response["id"], exc)
+            response.update(
+                status="failed",
+                completed_at=None,
+                incomplete_details=None,
+                error={
+                    "code": "server_error",
+                    "message": f"The turn could not be stored: {exc}. The conversation was "
+                    "left unchanged.",
+                },
+            )
+            if store:
+                await stores.responses.save_turn(owner, response, prepared.input_items)
+
+    return persist
 
 
 async def _persist_terminal(event: Event, persist: Persist) -> None:
@@ -42,11 +87,14 @@ class TurnRunner:
                 return event["response"]
         raise RuntimeError("a turn ended without a terminal event")
 
-    async def stream(self, events: AsyncIterator[Event], persist: Persist) -> AsyncIterator[bytes]:
-        """Start the turn in a background task. Waits for its first event, so an error
-        before the stream starts is raised here, where it can still become an HTTP error."""
+    async def stream(
+        self, events: AsyncIterator[Event], persist: Persist, serialize: Serialize
+    ) -> AsyncIterator[bytes]:
+        """Start the turn in a background task; `serialize` frames each event for the wire.
+        Waits for the first event, so an error before the stream starts is raised here,
+        where it can still become an HTTP error."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        task = asyncio.create_task(self._produce(events, persist, queue))
+        task = asyncio.create_task(self._produce(events, persist, serialize, queue))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         first = await queue.get()
@@ -55,12 +103,14 @@ class TurnRunner:
         return self._drain(first, queue)
 
     @staticmethod
-    async def _produce(events: AsyncIterator[Event], persist: Persist, queue: asyncio.Queue):
+    async def _produce(
+        events: AsyncIterator[Event], persist: Persist, serialize: Serialize, queue: asyncio.Queue
+    ):
         try:
             async for event in events:
                 if event["type"] in TERMINAL:
                     await _persist_terminal(event, persist)
-                queue.put_nowait(typed_event_bytes(event))
+                queue.put_nowait(serialize(event))
         except Exception as exc:  # only reachable before the first event (see run_turn)
             queue.put_nowait(exc)
         finally:
