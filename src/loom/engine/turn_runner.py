@@ -27,10 +27,24 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 _END = object()
 
 
+def _mark_unsaved(response: dict[str, Any], why: str) -> None:
+    response.update(
+        status="failed",
+        completed_at=None,
+        incomplete_details=None,
+        error={
+            "code": "server_error",
+            "message": f"The turn could not be stored{why}. The conversation was left unchanged.",
+        },
+    )
+
+
 def turn_saver(stores: Stores, owner: str, prepared: PreparedTurn, store: bool) -> Persist:
     """Save the turn: the response (unless `store` is false) and, on a conversation, the
-    turn's items. If the save itself fails, the response becomes `failed` and says why,
-    so the client never sees `completed` for a turn that was not kept."""
+    turn's items, in one transaction. If that save fails, for any reason, the response
+    becomes `failed` and says why (a database error's text is logged, not shown), and the
+    failed response alone is saved if it can be: the client never sees `completed` for a
+    turn that was not kept."""
     conversation_id = prepared.conversation_id
 
     async def persist(response: dict[str, Any]) -> None:
@@ -52,27 +66,42 @@ def turn_saver(stores: Stores, owner: str, prepared: PreparedTurn, store: bool) 
                 raise LookupError(f"conversation {conversation_id!r} not found")
         except (LookupError, DuplicateIdError) as exc:
             log.warning("response %s could not be stored: %s", response["id"], exc)
-            response.update(
-                status="failed",
-                completed_at=None,
-                incomplete_details=None,
-                error={
-                    "code": "server_error",
-                    "message": f"The turn could not be stored: {exc}. The conversation was "
-                    "left unchanged.",
-                },
-            )
-            if store:
-                await stores.responses.save_turn(owner, response, prepared.input_items)
+            _mark_unsaved(response, f": {exc}")
+        except Exception:
+            log.exception("response %s could not be stored", response["id"])
+            _mark_unsaved(response, "")
+        else:
+            return
+        if store:  # may fail again (the database is down): the runner logs it
+            await stores.responses.save_turn(owner, response, prepared.input_items)
 
     return persist
 
 
 async def _persist_terminal(event: Event, persist: Persist) -> None:
-    """Persist the final Response; if saving turned it into a failure, say so on the wire."""
-    await persist(event["response"])
-    if event["response"]["status"] == "failed":
+    """Persist the final Response; if saving turned it into a failure, say so on the wire.
+    Whatever the save raises, the event still goes out, as `response.failed` if need be."""
+    response = event["response"]
+    try:
+        await persist(response)
+    except Exception:
+        log.exception("response %s: saving the turn failed", response["id"])
+        if response["status"] != "failed":
+            _mark_unsaved(response, "")
+    if response["status"] == "failed":
         event["type"] = "response.failed"
+
+
+def _failed_after(first: Event, last: Event) -> Event:
+    """The `response.failed` that ends a stream whose events broke off after `last`, built
+    from the Response that `first` (response.created) carried."""
+    response = {**first["response"], "output": []}
+    _mark_unsaved(response, " because the server failed while running it")
+    return {
+        "type": "response.failed",
+        "sequence_number": last["sequence_number"] + 1,
+        "response": response,
+    }
 
 
 class TurnRunner:
@@ -106,13 +135,32 @@ class TurnRunner:
     async def _produce(
         events: AsyncIterator[Event], persist: Persist, serialize: Serialize, queue: asyncio.Queue
     ):
+        """Run the turn, queueing each serialized event. An error before the first event is
+        queued as is, for `stream` to raise; after it, the stream still ends with exactly
+        one terminal event, whatever failed."""
+        first: Event | None = None
+        last: Event | None = None  # the one piece of bookkeeping per event
+        ended = False
         try:
             async for event in events:
                 if event["type"] in TERMINAL:
                     await _persist_terminal(event, persist)
+                    ended = True
                 queue.put_nowait(serialize(event))
-        except Exception as exc:  # only reachable before the first event (see run_turn)
-            queue.put_nowait(exc)
+                first = first or event
+                last = event
+            if not ended:
+                raise RuntimeError("a turn ended without a terminal event")
+        except Exception as exc:
+            if first is None or last is None:
+                queue.put_nowait(exc)
+            elif ended:
+                log.error("turn failed after its terminal event: %r", exc, exc_info=exc)
+            else:
+                log.error("turn failed after its stream started: %r", exc, exc_info=exc)
+                failed = _failed_after(first, last)
+                await _persist_terminal(failed, persist)
+                queue.put_nowait(serialize(failed))
         finally:
             queue.put_nowait(_END)
 
@@ -127,9 +175,7 @@ class TurnRunner:
                 batch.append(queue.get_nowait())
             ended = False
             for i, item in enumerate(batch):
-                if item is _END or isinstance(item, BaseException):
-                    if item is not _END:
-                        log.error("turn failed after its stream started: %r", item)
+                if item is _END:
                     batch, ended = batch[:i], True
                     break
             if batch:
