@@ -183,7 +183,13 @@ class TurnRunner:
             if ended:
                 return
 
-    async def aclose(self, timeout: float = 30.0) -> None:
-        """Let running turns finish (and be stored) before the process exits."""
+    async def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until the turns running now have finished (and been stored); whether they
+        did within `timeout`."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+        return not self._tasks
+
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Let running turns finish (and be stored) before the process exits."""
+        await self.wait_idle(timeout)
