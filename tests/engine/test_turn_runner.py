@@ -130,3 +130,18 @@ async def test_events_that_break_off_end_with_a_failed_event(stores):
     ]
     assert final["status"] == "failed"
     assert saved == [final]  # what was announced is what was saved
+
+
+async def test_a_client_that_stops_reading_does_not_stop_the_turn(stores):
+    provider = ScriptedProvider(Reply(text="the whole answer"))
+    prepared = await prepare(stores, provider, {"input": "hi"})
+    runner = TurnRunner()
+    persist = turn_saver(stores, OWNER, prepared, store=True)
+    body = await runner.stream(run_turn(prepared.turn), persist, _sse_bytes)
+    first = await anext(body)  # response.created, sent once the model answered
+    assert first.startswith(b"event: response.created")
+    await body.aclose()  # the client went away
+    assert await runner.wait_idle(timeout=30)
+    stored = await stores.responses.get(OWNER, prepared.turn.response["id"])
+    assert stored["response"]["status"] == "completed"
+    assert stored["response"]["output"][0]["content"][0]["text"] == "the whole answer"
