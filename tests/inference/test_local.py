@@ -284,3 +284,14 @@ def test_stop_filter_holds_back_a_possible_stop_sequence():
     assert stops.feed(" bye EN") == (" bye ", False)
     assert stops.feed("D and more") == ("", True)
     assert StopFilter(()).feed("END") == ("END", False)
+
+
+def test_the_llama_cpp_patch_applies_only_to_the_version_it_was_written_for():
+    import llama_cpp
+
+    from loom.inference.local.llama_patch import patch_applies
+
+    assert patch_applies("0.3.36") and not patch_applies("0.3.37")
+    # The pinned version is one it was written for: raising the pin means re-checking
+    # llama_patch.py against the library's private API, then adding the version there.
+    assert patch_applies(llama_cpp.__version__)
