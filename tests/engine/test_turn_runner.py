@@ -12,6 +12,7 @@ import sqlalchemy.exc
 from loom.engine.events import Event, EventSequencer
 from loom.engine.loop import run_turn
 from loom.engine.turn_runner import TurnRunner, turn_saver
+from loom.errors import UpstreamError
 from loom.store import Stores
 from loom.testing import Reply, ScriptedProvider
 from tests.engine.conftest import OWNER, prepare
@@ -145,3 +146,16 @@ async def test_a_client_that_stops_reading_does_not_stop_the_turn(stores):
     stored = await stores.responses.get(OWNER, prepared.turn.response["id"])
     assert stored["response"]["status"] == "completed"
     assert stored["response"]["output"][0]["content"][0]["text"] == "the whole answer"
+
+
+async def test_a_failed_turn_whose_save_raises_keeps_its_own_error(stores):
+    broken, responses = failing(stores, failures=1)
+    reply = Reply(text="one two three", fail_after=2, error=UpstreamError("reset by peer"))
+    prepared = await prepare(stores, ScriptedProvider(reply), {"input": "hi"})
+    persist = turn_saver(broken, OWNER, prepared, store=True)
+    events = await streamed(TurnRunner(), run_turn(prepared.turn), persist)
+    final = validate_stream(events)
+    assert final["error"] == {"code": "server_error", "message": "reset by peer"}
+    assert responses.attempts == 2
+    stored = await stores.responses.get(OWNER, final["id"])
+    assert stored["response"]["error"] == final["error"]
