@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sized
+from collections.abc import Callable, Sized
 
 from loom.errors import InvalidRequestError, RateLimitError
 
@@ -17,9 +17,12 @@ from loom.errors import InvalidRequestError, RateLimitError
 class KeyLimiter:
     """Concurrency (requests in flight) and a token bucket of requests per minute, per owner."""
 
-    def __init__(self, concurrent: int, per_minute: int) -> None:
+    def __init__(
+        self, concurrent: int, per_minute: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.concurrent = concurrent
         self.per_minute = per_minute
+        self._clock = clock
         self._in_flight: dict[str, int] = {}
         self._buckets: dict[str, list[float]] = {}  # owner -> [tokens, last refill time]
 
@@ -47,7 +50,7 @@ class KeyLimiter:
             self._in_flight.pop(owner, None)
 
     def _take_token(self, owner: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         rate = self.per_minute / 60.0  # tokens per second
         bucket = self._buckets.get(owner)
         if bucket is None:
@@ -58,7 +61,7 @@ class KeyLimiter:
             bucket[0] = tokens
             raise RateLimitError(
                 f"Rate limit reached for requests: limit {self.per_minute} per minute per key.",
-                retry_after=max(1, math.ceil((1.0 - tokens) / rate)),
+                retry_after=max(1, math.ceil((1.0 - tokens) / rate - 1e-6)),
             )
         bucket[0] = tokens - 1.0
 
