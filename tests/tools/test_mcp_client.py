@@ -109,3 +109,14 @@ async def test_a_silent_server_is_bounded_by_the_timeout():
         assert "did not answer" in info.value.message
     finally:
         listener.close()
+
+
+async def test_the_connection_goes_through_the_url_guard(mcp_server):
+    """Even past the request's check, the client's own connection is checked: with the
+    default policy a loopback server is never contacted."""
+    srv = server(mcp_server.http_url.replace("127.0.0.1", "localhost"))
+    async with AsyncExitStack() as stack:
+        clients = McpClients(stack, timeout=5, policy=UrlPolicy(McpGuardSettings()))
+        with pytest.raises(McpFailure, match="refused by the MCP URL guard"):
+            await clients.list_tools(srv)
+    assert not mcp_server.seen.calls

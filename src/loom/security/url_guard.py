@@ -99,11 +99,20 @@ class UrlPolicy:
         self.deny = _Entries.parse(settings.deny, "mcp_guard.deny")
         self.allow_public = settings.allow_public
 
+    def name_refusal(self, host: str) -> str | None:
+        """Why `host` is refused by its name alone (before any DNS lookup), or None."""
+        if self.deny.names(host):
+            return f"host '{host}' is denied"
+        if host in BUILTIN_DENY_HOSTS and not self.allow.names(host):
+            return f"host '{host}' is a cloud metadata service"
+        return None
+
     def refusal(self, host: str, addresses: list[Address]) -> str | None:
         """Why connecting to `host` at these addresses is refused, or None if it is not."""
         host = host.lower().rstrip(".")
-        if self.deny.names(host):
-            return f"host '{host}' is denied"
+        reason = self.name_refusal(host)
+        if reason:
+            return reason
         addresses = [_plain(a) for a in addresses]
         for address in addresses:
             if self.deny.covers(address):
@@ -119,7 +128,7 @@ class UrlPolicy:
     def _address_refusal(self, host: str, address: Address) -> str | None:
         if self.allow.covers(address):
             return None
-        if host in BUILTIN_DENY_HOSTS or any(
+        if any(
             address in net for net in BUILTIN_DENY_NETWORKS if net.version == address.version
         ):
             return f"address {address} is link-local, metadata or otherwise never allowed"
@@ -150,8 +159,9 @@ class UrlPolicy:
 
     async def checked_addresses(self, host: str, port: int) -> list[Address]:
         """Resolve `host` and return its addresses; raise PermissionError if refused."""
-        if self.deny.names(host.lower().rstrip(".")):
-            raise PermissionError(f"host '{host}' is denied")
+        reason = self.name_refusal(host.lower().rstrip("."))
+        if reason:
+            raise PermissionError(reason)
         addresses = await self.resolve(host, port)
         if not addresses:
             raise PermissionError(f"host '{host}' has no address")
