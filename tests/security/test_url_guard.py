@@ -77,10 +77,12 @@ async def test_a_name_resolving_to_loopback_is_refused_with_the_param():
     await policy(allow=["127.0.0.0/8", "::1"]).check_url("http://localhost:9/mcp", "p", 5)
 
 
-async def test_an_unresolvable_name_is_a_400():
-    with pytest.raises(InvalidRequestError) as caught:
-        await policy().check_url("http://no-such-host.invalid/mcp", "tools[0].server_url", 5)
-    assert caught.value.param == "tools[0].server_url"
+async def test_an_unresolvable_name_fails_at_connect_not_at_the_request():
+    # Not refused up front: the server is then reported unreachable, like one that is down.
+    await policy().check_url("http://no-such-host.invalid/mcp", "tools[0].server_url", 5)
+    async with httpx2.AsyncClient(transport=guarded_transport(policy())) as client:
+        with pytest.raises(httpx2.ConnectError, match="cannot resolve"):
+            await client.get("http://no-such-host.invalid/mcp")
 
 
 async def _hello(scope, receive, send):

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from loom.config import McpGuardSettings
 from loom.engine.approvals import ApprovedCall
 from loom.engine.chat_messages import items_to_messages
 from loom.engine.events import Event, EventSequencer
@@ -31,8 +30,7 @@ from loom.engine.model_call import ModelCallStream
 from loom.engine.usage import UsageTotals
 from loom.errors import LoomError
 from loom.inference.registry import ResolvedModel
-from loom.security.url_guard import UrlPolicy
-from loom.tools.mcp_client import McpClients
+from loom.tools.mcp_client import ConnectMcp, McpClients
 from loom.tools.toolset import ToolSet
 
 log = logging.getLogger("loom.engine")
@@ -73,7 +71,8 @@ class Turn:
     max_iterations: int = 10
     approved: list[ApprovedCall] = field(default_factory=list)  # MCP calls to run first
     mcp_timeout: float = 30.0
-    url_policy: UrlPolicy = field(default_factory=lambda: UrlPolicy(McpGuardSettings()))
+    # How the turn reaches its MCP servers; `prepare_turn` binds the app's URL guard policy.
+    connect_mcp: ConnectMcp = McpClients
 
 
 def _snapshot(response: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +186,7 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
     call: ModelCallStream | None = None
     failure: str | None = None
     stack = AsyncExitStack()  # the turn's MCP sessions, closed before the terminal event
-    mcp = McpSteps(seq, output, turn.toolset, McpClients(stack, turn.mcp_timeout, turn.url_policy))
+    mcp = McpSteps(seq, output, turn.toolset, turn.connect_mcp(stack, turn.mcp_timeout))
     held = [  # until the first model chunk arrives
         seq.response_event("response.created", _snapshot(response)),
         seq.response_event("response.in_progress", _snapshot(response)),

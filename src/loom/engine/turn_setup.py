@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from loom.config import Settings
@@ -19,6 +20,7 @@ from loom.inference.registry import ModelRegistry
 from loom.security.limits import check_count
 from loom.security.url_guard import UrlPolicy
 from loom.store import Stores
+from loom.tools.mcp_client import McpClients
 from loom.tools.toolset import build_toolset
 
 
@@ -76,7 +78,7 @@ async def prepare_turn(
         max_iterations=settings.max_tool_iterations,
         approved=approved,
         mcp_timeout=settings.mcp_timeout,
-        url_policy=url_policy,
+        connect_mcp=partial(McpClients, policy=url_policy),
     )
     return PreparedTurn(turn, input_items, conversation_id)
 

@@ -128,9 +128,7 @@ class UrlPolicy:
     def _address_refusal(self, host: str, address: Address) -> str | None:
         if self.allow.covers(address):
             return None
-        if any(
-            address in net for net in BUILTIN_DENY_NETWORKS if net.version == address.version
-        ):
+        if any(address in net for net in BUILTIN_DENY_NETWORKS if net.version == address.version):
             return f"address {address} is link-local, metadata or otherwise never allowed"
         if not address.is_global:
             return (
@@ -171,7 +169,9 @@ class UrlPolicy:
         return addresses
 
     async def check_url(self, url: str, param: str, timeout: float) -> None:
-        """A 400 naming `param` unless `url` may be connected to."""
+        """A 400 naming `param` if `url` is refused. A name that does not resolve (or not
+        in time) passes here: connecting will fail, and the turn reports the server as
+        unreachable, as for any server that is down; the connect-time check still runs."""
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -182,12 +182,8 @@ class UrlPolicy:
             raise InvalidRequestError(
                 f"'{param}' is not allowed: {exc}.", param=param, code="invalid_value"
             ) from None
-        except (OSError, TimeoutError) as exc:
-            raise InvalidRequestError(
-                f"'{param}' names a host that could not be resolved ({host}).",
-                param=param,
-                code="invalid_value",
-            ) from exc
+        except (OSError, TimeoutError):
+            return
 
 
 class GuardedBackend(httpcore2.AsyncNetworkBackend):

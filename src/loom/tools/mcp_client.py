@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 from mcp import types
@@ -29,6 +29,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from loom.config import McpGuardSettings
 from loom.security.url_guard import UrlPolicy, guarded_transport
 from loom.tools.mcp_tools import McpServer
 
@@ -236,14 +237,34 @@ class _Connection:
             await asyncio.wait({task})
 
 
+class McpSessions(Protocol):
+    """What a turn needs of its MCP servers. `McpClients` is the real one; `loom.testing`
+    has one in memory."""
+
+    async def list_tools(self, server: McpServer) -> list[types.Tool]: ...
+
+    async def call_tool(
+        self, server: McpServer, name: str, arguments: dict[str, Any]
+    ) -> types.CallToolResult: ...
+
+
+# Opens a turn's MCP sessions, closing them through the turn's exit stack; with the turn's
+# MCP timeout. `McpClients` itself is one (with the default URL guard policy), and so is
+# `partial(McpClients, policy=...)` with the app's.
+ConnectMcp = Callable[[AsyncExitStack, float], McpSessions]
+
+
 class McpClients:
     """The MCP sessions of one turn. Each server's session opens on first use and closes
-    through the turn's exit stack."""
+    through the turn's exit stack. Every connection passes the URL guard `policy`; without
+    one, the default policy (no loopback, private or metadata addresses)."""
 
-    def __init__(self, stack: AsyncExitStack, timeout: float, policy: UrlPolicy):
+    def __init__(
+        self, stack: AsyncExitStack, timeout: float, policy: UrlPolicy | None = None
+    ) -> None:
         self._stack = stack
         self._timeout = timeout
-        self._policy = policy
+        self._policy = policy or UrlPolicy(McpGuardSettings())
         self._connections: dict[str, _Connection] = {}
 
     def _connection(self, server: McpServer) -> _Connection:
