@@ -7,14 +7,11 @@ revoked by the CLI (another process, as far as the server knows) is refused at o
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 
-from tests.conftest import run_loom
 from tests.support.servers import ThreadedServer
 
 ALICE_KEY = "sk-test-alice-0123456789"
@@ -33,12 +30,6 @@ def authed_env(base: dict[str, str], workdir: Path, db_url: str, **extra: str) -
         "LOOM_ADMIN_KEY": ADMIN_KEY,
         **extra,
     }
-
-
-@contextlib.contextmanager
-def authed_loom(env: dict[str, str]) -> Iterator[ThreadedServer]:
-    with run_loom(env) as server:
-        yield server
 
 
 def sdk(server: ThreadedServer, key: str) -> openai.OpenAI:

@@ -95,15 +95,8 @@ class SecurityMiddleware:
             if kind == "websocket":
                 return await send({"type": "websocket.close", "code": 1008})
             return await send_error(send, exc)
-        state = scope.get("state")
-        scope["state"] = (
-            {**state, "owner": owner, "admin": admin}
-            if state
-            else {
-                "owner": owner,
-                "admin": admin,
-            }
-        )
+        # A copy: the server may share the lifespan state dict between requests.
+        scope["state"] = {**(scope.get("state") or {}), "owner": owner, "admin": admin}
         if kind == "http" and length is None and scope.get("method") not in ("GET", "HEAD"):
             receive, send = _BodyCounter(receive, send, guard.max_body_bytes).wrap()
         limiter = guard.limiter
