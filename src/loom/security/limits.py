@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sized
+from collections.abc import Callable
+from typing import Any
 
 from loom.errors import InvalidRequestError, RateLimitError
 
@@ -66,9 +67,10 @@ class KeyLimiter:
         bucket[0] = tokens - 1.0
 
 
-def check_count(values: Sized | None, limit: int, param: str) -> None:
-    """A 400 naming `param` when a list in the request is longer than `limit`."""
-    if values is not None and not isinstance(values, str | bytes) and len(values) > limit:
+def check_count(values: Any, limit: int, param: str) -> None:
+    """A 400 naming `param` when a list in the request is longer than `limit`. Anything
+    but a list is left to the field's own validation."""
+    if isinstance(values, list) and len(values) > limit:
         raise InvalidRequestError(
             f"Invalid '{param}': array too long. Expected an array with maximum length "
             f"{limit}, but got an array with length {len(values)} instead.",
