@@ -77,6 +77,12 @@ async def test_a_name_resolving_to_loopback_is_refused_with_the_param():
     await policy(allow=["127.0.0.0/8", "::1"]).check_url("http://localhost:9/mcp", "p", 5)
 
 
+@pytest.mark.parametrize("host", ["0x7f000001", "2130706433", "127.1", "[::ffff:127.0.0.1]"])
+async def test_other_spellings_of_loopback_are_refused(host):
+    with pytest.raises(InvalidRequestError, match="loopback"):
+        await policy().check_url(f"http://{host}:9/mcp", "tools[0].server_url", 5)
+
+
 async def test_an_unresolvable_name_fails_at_connect_not_at_the_request():
     # Not refused up front: the server is then reported unreachable, like one that is down.
     await policy().check_url("http://no-such-host.invalid/mcp", "tools[0].server_url", 5)

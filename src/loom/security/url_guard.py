@@ -207,13 +207,19 @@ class GuardedBackend(httpcore2.AsyncNetworkBackend):
             raise httpcore2.ConnectError(f"refused by the MCP URL guard: {exc}") from None
         except OSError as exc:
             raise httpcore2.ConnectError(f"cannot resolve {host}: {exc}") from None
-        return await self._inner.connect_tcp(
-            str(addresses[0]),
-            port,
-            timeout=timeout,
-            local_address=local_address,
-            socket_options=socket_options,
-        )
+        failure: Exception | None = None
+        for address in addresses:  # every one was checked; try them in order
+            try:
+                return await self._inner.connect_tcp(
+                    str(address),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
+                failure = exc
+        raise failure or httpcore2.ConnectError(f"no address to connect to for {host}")
 
     async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
         raise httpcore2.ConnectError("the MCP URL guard allows TCP connections only")
