@@ -9,6 +9,7 @@ resources (files, vector stores, background jobs, ...) are walked as well.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from loom.app import build_app
 from loom.config import load_settings
 from tests.conftest import run_loom
 from tests.support.keys import ALICE_KEY, BOB_KEY, authed_env, http
+from tests.support.pg import pg_database
 from tests.support.upstream import Turn
 
 pytest_plugins = ["tests.support.mcp_server"]  # the MCP server fixtures
@@ -83,12 +85,21 @@ class Alices:
     mcp_url: str
 
 
-@pytest.fixture(scope="module")
-def world(loom_env, tmp_path_factory) -> Iterator[tuple[Any, httpx.Client, httpx.Client]]:
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)],
+)
+def world(request, loom_env, tmp_path_factory) -> Iterator[tuple[Any, httpx.Client, httpx.Client]]:
     workdir = tmp_path_factory.mktemp("isolation")
-    env = authed_env(loom_env, workdir, f"sqlite+aiosqlite:///{workdir / 'loom.db'}")
-    with run_loom(env) as server, http(server, ALICE_KEY) as alice, http(server, BOB_KEY) as bob:
-        yield server, alice, bob
+    sqlite = contextlib.nullcontext(f"sqlite+aiosqlite:///{workdir / 'loom.db'}")
+    with pg_database() if request.param == "postgresql" else sqlite as db_url:
+        env = authed_env(loom_env, workdir, db_url)
+        with (
+            run_loom(env) as server,
+            http(server, ALICE_KEY) as alice,
+            http(server, BOB_KEY) as bob,
+        ):
+            yield server, alice, bob
 
 
 @pytest.fixture
