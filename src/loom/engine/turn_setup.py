@@ -40,9 +40,7 @@ async def prepare_turn(
     stores: Stores,
     url_policy: UrlPolicy,
 ) -> PreparedTurn:
-    check_count(
-        req.input if isinstance(req.input, list) else None, settings.limits.max_input_items, "input"
-    )
+    check_count(req.input, settings.limits.max_input_items, "input")
     check_count(req.tools, settings.limits.max_tools, "tools")
     resolved = await models.resolve(req.model)
     input_items = normalize_input(req.input)
