@@ -191,3 +191,16 @@ def test_a_key_made_with_the_cli_turns_auth_on(loom_env, tmp_path):
             assert anonymous.get("/v1/responses").json() == MISSING
         with http(server, value) as frank:
             assert frank.get("/v1/responses").status_code == 200
+
+
+def test_auth_on_is_said_once_at_start_up_without_the_key(loom_env, tmp_path, caplog):
+    env = {
+        **loom_env,
+        "LOOM_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'on.db'}",
+        "LOOM_API_KEYS": "sk-startup-secret=gina",
+    }
+    with caplog.at_level(logging.DEBUG), run_loom(env):
+        pass
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("auth:")]
+    assert lines == ["auth: on (1 configured keys, 0 keys in the database, admin API off)"]
+    assert "sk-startup-secret" not in "\n".join(r.getMessage() for r in caplog.records)
