@@ -63,7 +63,9 @@ ANSWER_FORMAT = {"format": {"type": "json_schema", "name": "answer", "schema": A
 def local_client(tmp_path_factory):
     db = tmp_path_factory.mktemp("local-tools") / "loom.db"
     # No provider configured and no OPENAI_* variables: only the embedded model.
-    with run_loom({"LOOM_DB_URL": f"sqlite+aiosqlite:///{db}"}) as loom:
+    # The MCP test server listens on loopback, which the URL guard refuses by default.
+    env = {"LOOM_DB_URL": f"sqlite+aiosqlite:///{db}", "LOOM_MCP_ALLOW": "127.0.0.0/8"}
+    with run_loom(env) as loom:
         yield openai.OpenAI(base_url=f"{loom.url}/v1", api_key="x", max_retries=0)
 
 

@@ -73,7 +73,8 @@ class Turn:
     max_iterations: int = 10
     approved: list[ApprovedCall] = field(default_factory=list)  # MCP calls to run first
     mcp_timeout: float = 30.0
-    connect_mcp: ConnectMcp = McpClients  # how the turn reaches its MCP servers
+    # How the turn reaches its MCP servers; `prepare_turn` binds the app's URL guard policy.
+    connect_mcp: ConnectMcp = McpClients
 
 
 def _snapshot(response: dict[str, Any]) -> dict[str, Any]:
