@@ -6,7 +6,8 @@ Used by every streaming test. It checks:
   event (`response.completed`, `response.incomplete` or `response.failed`) at the end;
 - each item: `output_item.added` → its inner events → `output_item.done`, never
   interleaved, output indexes in order; message and reasoning content-part events around
-  their deltas; function / MCP argument deltas before their `done`;
+  their deltas; function / MCP argument deltas before their `done`; custom tool input
+  deltas before `custom_tool_call_input.done`;
 - concatenated deltas equal the `done` text, the item in `output_item.done`, and the
   item in the final Response's `output`;
 - every event parses as the `openai` SDK's event type and validates against the Open
@@ -178,6 +179,14 @@ def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, A
                 types[-1] in ("response.mcp_call.completed", "response.mcp_call.failed"),
                 f"mcp_call must end completed or failed: {types}",
             )
+    elif kind == "custom_tool_call":
+        delta = "response.custom_tool_call_input.delta"
+        done = "response.custom_tool_call_input.done"
+        _check(types[-1:] == [done], f"custom_tool_call must end with {done}: {types}")
+        _check(all(t == delta for t in types[:-1]), f"custom_tool_call events: {types}")
+        text = _deltas(inner[:-1], "_input.delta")
+        _check(inner[-1]["input"] == text, "custom_tool_call: input deltas != done input")
+        _check(item["input"] == text, "custom_tool_call: item input differs from deltas")
     elif kind == "mcp_list_tools":
         _check(
             types[:1] == ["response.mcp_list_tools.in_progress"], f"mcp_list_tools events: {types}"

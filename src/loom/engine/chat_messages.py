@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loom.engine.custom_calls import chat_call
 from loom.tools.mcp_tools import error_text
 
 Item = dict[str, Any]
@@ -80,12 +81,8 @@ def items_to_messages(items: list[Item]) -> list[Message]:
                 messages.append({"role": "system", "content": _text(item["content"])})
             else:
                 messages.append({"role": "user", "content": _user_content(item["content"])})
-        elif kind in ("function_call", "mcp_call"):
-            call = {
-                "id": item.get("call_id") or item["id"],
-                "type": "function",
-                "function": {"name": item["name"], "arguments": item.get("arguments") or ""},
-            }
+        elif kind in ("function_call", "mcp_call", "custom_tool_call"):
+            call = chat_call(item)
             last = messages[-1] if messages else None
             if last and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)
@@ -102,7 +99,7 @@ def items_to_messages(items: list[Item]) -> list[Message]:
             request = approval_requests.get(item.get("approval_request_id"))
             if request is not None:
                 messages.extend(_denied(request, item))
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             messages.append(
                 {
                     "role": "tool",

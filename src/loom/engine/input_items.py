@@ -39,6 +39,8 @@ _ID_PREFIX = {
     "mcp_approval_request": "mcpr",
     "file_search_call": "fs",
     "web_search_call": "ws",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
 }
 
 
@@ -111,11 +113,17 @@ def normalize_item(raw: Any, where: str) -> Item:
         if raw.get("phase") in ("commentary", "final_answer"):
             item["phase"] = raw["phase"]
         return item
-    if kind == "function_call_output":
+    if kind == "custom_tool_call":
+        for key in ("call_id", "name", "input"):
+            _require_str(raw, key, where)
+        return {**raw, "id": raw.get("id") or new_id("ctc")}
+    if kind in ("function_call_output", "custom_tool_call_output"):
         _require_str(raw, "call_id", where)
         output = raw.get("output")
         if not isinstance(output, str | list):
             raise _fail(f"{where}.output", f"'{where}.output' must be a string or a list.")
+        if kind == "custom_tool_call_output":
+            return {**raw, "id": raw.get("id") or new_id("ctco")}
         return {
             **raw,
             "id": raw.get("id") or new_id("fco"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from loom.engine.custom_calls import custom_input, unknown_tool_error
 from loom.engine.events import Event, EventSequencer
 from loom.engine.ids import new_id
 from loom.tools.mcp_tools import McpServer
@@ -25,7 +26,7 @@ Item = dict[str, Any]
 
 @dataclass
 class _OpenItem:
-    kind: str  # "reasoning" | "message" | "call"
+    kind: str  # "reasoning" | "message" | "call" | "custom" (a custom tool's call)
     item: Item
     output_index: int
     parts: list[str] = field(default_factory=list)
@@ -112,6 +113,14 @@ class ModelCallStream:
             events.append(self._seq.reasoning_done(item["id"], index, text))
             events.append(self._seq.part_done(item["id"], index, 0, part))
             item["content"] = [part]
+        elif opened.kind == "custom":
+            # The upstream streams `{"input": ...}` JSON; the item carries the string itself.
+            value = custom_input(text)
+            item["input"] = value
+            if value:
+                events.append(self._seq.custom_input_delta(item["id"], index, value))
+            events.append(self._seq.custom_input_done(item["id"], index, value))
+            self.calls.append(ToolCall(item, index))
         else:
             item["arguments"] = text
             events.append(self._seq.arguments_done(item["type"], item["id"], index, text))
@@ -181,9 +190,16 @@ class ModelCallStream:
         elif arguments:
             if opened is not self._open:
                 # A late delta for a call already closed cannot be streamed any more.
-                opened.item["arguments"] += arguments
+                if opened.kind == "custom":
+                    opened.item["input"] = custom_input(
+                        "".join(opened.parts) + arguments, opened.item["input"]
+                    )
+                else:
+                    opened.item["arguments"] += arguments
                 return
             opened.parts.append(arguments)
+            if opened.kind == "custom":
+                return  # its input is sent whole when the call closes
             events.append(
                 self._seq.arguments_delta(
                     opened.item["type"], opened.item["id"], opened.output_index, arguments
@@ -204,14 +220,26 @@ class ModelCallStream:
             draft = McpCallDraft(*mcp)
             self.mcp_calls.append(draft)
             return draft
+        call_id = call.get("id") or new_id("call")
+        route = self._toolset.route(name)
+        if route is not None and route.kind == "unknown":
+            raise unknown_tool_error(route)
+        if route is not None and route.kind == "custom":
+            item = {"type": "custom_tool_call", "id": new_id("ctc"), "call_id": call_id}
+            if route.namespace:
+                item["namespace"] = route.namespace
+            item.update(name=route.name, input="", status="in_progress")
+            return self._open_item("custom", item, events)
         item = {
             "type": "function_call",
             "id": new_id("fc"),
-            "call_id": call.get("id") or new_id("call"),
-            "name": name,
+            "call_id": call_id,
+            "name": route.name if route else name,
             "arguments": "",
             "status": "in_progress",
         }
+        if route is not None and route.namespace:
+            item["namespace"] = route.namespace
         return self._open_item("call", item, events)
 
     def finish(self) -> list[Event]:

@@ -1,0 +1,157 @@
+"""Namespace, custom and unknown tool types, and reasoning items, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.e2e.test_responses import MODEL, create, stream_events
+from tests.support.upstream import Turn
+
+CRM = {
+    "type": "namespace",
+    "name": "crm",
+    "description": "Customer records.",
+    "tools": [
+        {
+            "type": "function",
+            "name": "get_customer",
+            "description": "Look a customer up.",
+            "parameters": {
+                "type": "object",
+                "properties": {"id": {"type": "string"}},
+                "required": ["id"],
+            },
+        },
+        {"type": "custom", "name": "note", "description": "Write a free-form note."},
+    ],
+}
+SQL = {
+    "type": "custom",
+    "name": "run_sql",
+    "description": "Run one SQL query.",
+    "format": {"type": "grammar", "syntax": "regex", "definition": r"SELECT [a-z0-9]+"},
+}
+
+
+def _offered(upstream) -> dict[str, dict]:
+    return {t["function"]["name"]: t["function"] for t in upstream.requests[-1]["tools"]}
+
+
+def test_namespace_function_call_carries_namespace_and_routes_back(client, upstream):
+    upstream.script(
+        Turn(tool_calls=[("crm__get_customer", {"id": "c7"})]),
+        Turn(text="Customer c7 is Ada."),
+    )
+    first = stream_events(client, model=MODEL, input="Who is c7?", tools=[CRM])
+    offered = _offered(upstream)
+    assert set(offered) == {"crm__get_customer", "crm__note"}
+    assert offered["crm__get_customer"]["parameters"] == CRM["tools"][0]["parameters"]
+    assert offered["crm__note"]["parameters"]["properties"]["input"]["type"] == "string"
+    (call,) = first["output"]
+    assert call["type"] == "function_call"
+    assert (call["name"], call["namespace"]) == ("get_customer", "crm")
+    assert json.loads(call["arguments"]) == {"id": "c7"}
+    assert first["tools"] == [CRM]  # echoed as given
+
+    second = create(
+        client,
+        model=MODEL,
+        previous_response_id=first["id"],
+        tools=[CRM],
+        input=[{"type": "function_call_output", "call_id": call["call_id"], "output": "Ada"}],
+    )
+    assert second["output"][0]["content"][0]["text"] == "Customer c7 is Ada."
+    messages = upstream.requests[-1]["messages"]
+    assert messages[1]["tool_calls"][0]["function"]["name"] == "crm__get_customer"
+    assert messages[2] == {"role": "tool", "tool_call_id": call["call_id"], "content": "Ada"}
+
+
+def test_custom_tool_call_streams_input_and_accepts_output(client, upstream):
+    upstream.script(
+        Turn(tool_calls=[("run_sql", {"input": "SELECT answer"})]),
+        Turn(text="The answer is 42."),
+    )
+    first = stream_events(client, model=MODEL, input="Ask the db.", tools=[SQL])
+    offered = _offered(upstream)["run_sql"]
+    # The regex grammar reaches the backend as the input's JSON Schema pattern.
+    assert offered["parameters"]["properties"]["input"]["pattern"] == r"^SELECT [a-z0-9]+$"
+    (call,) = first["output"]
+    assert call["type"] == "custom_tool_call"
+    assert (call["name"], call["input"]) == ("run_sql", "SELECT answer")
+    assert call["id"].startswith("ctc_") and call["call_id"]
+    assert first["tools"] == [SQL]
+
+    second = stream_events(
+        client,
+        model=MODEL,
+        previous_response_id=first["id"],
+        tools=[SQL],
+        input=[{"type": "custom_tool_call_output", "call_id": call["call_id"], "output": "42"}],
+    )
+    assert second["output"][0]["content"][0]["text"] == "The answer is 42."
+    messages = upstream.requests[-1]["messages"]
+    function = messages[1]["tool_calls"][0]["function"]
+    assert function["name"] == "run_sql"
+    assert json.loads(function["arguments"]) == {"input": "SELECT answer"}
+    assert messages[2] == {"role": "tool", "tool_call_id": call["call_id"], "content": "42"}
+
+
+def test_custom_tool_choice_forces_the_call(client, upstream):
+    upstream.script(Turn(tool_calls=[("run_sql", {"input": "SELECT x"})]))
+    response = create(
+        client,
+        model=MODEL,
+        input="go",
+        tools=[SQL],
+        tool_choice={"type": "custom", "name": "run_sql"},
+    )
+    assert upstream.requests[-1]["tool_choice"] == {
+        "type": "function",
+        "function": {"name": "run_sql"},
+    }
+    assert response["output"][0]["input"] == "SELECT x"
+
+
+def test_bad_custom_grammar_is_400(loom_server, upstream):
+    bad = {**SQL, "format": {"type": "grammar", "syntax": "regex", "definition": "("}}
+    response = httpx.post(
+        f"{loom_server.url}/v1/responses", json={"model": MODEL, "input": "x", "tools": [bad]}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "tools[0].format.definition"
+
+
+def test_tool_types_loom_does_not_run_are_echoed(client, upstream):
+    upstream.script(Turn(text="Fine."))
+    tools = [{"type": "web_search"}, {"type": "local_shell"}, SQL]
+    response = stream_events(client, model=MODEL, input="hi", tools=tools)
+    assert [t["type"] for t in response["tools"]] == ["web_search", "local_shell", "custom"]
+    assert list(_offered(upstream)) == ["run_sql"]  # nothing offered for the nameless ones
+
+
+def test_model_calling_an_unknown_tool_fails_clearly(loom_server, upstream):
+    upstream.script(Turn(tool_calls=[("teleport", {"to": "Mars"})]))
+    tool = {"type": "future_tool", "name": "teleport", "parameters": {"type": "object"}}
+    body = {"model": MODEL, "input": "go", "tools": [tool]}
+    response = httpx.post(f"{loom_server.url}/v1/responses", json=body, timeout=30)
+    assert response.status_code == 200
+    data = response.json()
+    assert data["tools"] == [tool]
+    assert data["status"] == "failed"
+    assert "'teleport'" in data["error"]["message"]
+    assert "'future_tool'" in data["error"]["message"]
+
+
+def test_reasoning_items_pass_through_with_encrypted_content(client, upstream):
+    upstream.script(Turn(reasoning="think first", text="Done."))
+    first = stream_events(client, model=MODEL, input="x", include=["reasoning.encrypted_content"])
+    reasoning = first["output"][0]
+    assert reasoning["type"] == "reasoning"
+    upstream.script(Turn(text="Again."))
+    echoed = {**reasoning, "encrypted_content": "opaque-blob"}
+    second = create(client, model=MODEL, input=[echoed, {"role": "user", "content": "more"}])
+    assert second["status"] == "completed"
+    items = client.responses.input_items.list(second["id"], order="asc").data
+    assert items[0].type == "reasoning" and items[0].encrypted_content == "opaque-blob"
