@@ -67,6 +67,11 @@ class Settings(_Strict):
     )
     mcp_timeout: float = 30.0
     max_tool_iterations: int = 10
+    # WebSocket mode on GET /v1/responses: off answers the upgrade with 426 (clients fall
+    # back to HTTP); at most this many open connections, each open at most this long.
+    websocket_enabled: bool = True
+    websocket_max_connections: int = Field(default=256, ge=1)
+    websocket_max_age: float = Field(default=3600.0, gt=0)
 
     def provider(self, name: str) -> ProviderSettings | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -87,6 +92,9 @@ _ENV_FIELDS = {
     "LOOM_RECORDINGS_DIR": "recordings_dir",
     "LOOM_MCP_TIMEOUT": "mcp_timeout",
     "LOOM_MAX_TOOL_ITERATIONS": "max_tool_iterations",
+    "LOOM_WEBSOCKET_ENABLED": "websocket_enabled",
+    "LOOM_WEBSOCKET_MAX_CONNECTIONS": "websocket_max_connections",
+    "LOOM_WEBSOCKET_MAX_AGE": "websocket_max_age",
 }
 
 

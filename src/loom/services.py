@@ -16,6 +16,7 @@ class Services:
     models: ModelRegistry
     stores: Stores
     turns: TurnRunner = field(default_factory=TurnRunner)
+    websockets_open: int = 0  # WebSocket-mode connections, against their configured limit
 
     async def aclose(self) -> None:
         await self.turns.aclose()

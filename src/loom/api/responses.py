@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,9 +14,12 @@ from loom.api.includes import includes
 from loom.api.json import OrjsonResponse
 from loom.api.pages import page_of
 from loom.api.sse import sse_response
+from loom.api.turn_runner import Persist
+from loom.engine.events import Event
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
+from loom.engine.warmup import warmup_turn
 from loom.errors import NotFoundError
 from loom.services import Services
 from loom.store import DuplicateIdError
@@ -66,16 +70,35 @@ def _persister(svc: Services, who: str, prepared: PreparedTurn, store: bool):
     return persist
 
 
+async def begin_turn(
+    svc: Services,
+    who: str,
+    req: CreateResponse,
+    *,
+    history: list[dict[str, Any]] | None = None,
+    generate: bool = True,
+) -> tuple[PreparedTurn, AsyncIterator[Event], Persist]:
+    """Set a turn up: its events (not started yet) and how it is saved. Shared by HTTP
+    and WebSocket, so both run the same turn the same way."""
+    prepared = await prepare_turn(
+        req,
+        owner=who,
+        settings=svc.settings,
+        models=svc.models,
+        stores=svc.stores,
+        history=history,
+    )
+    persist = _persister(svc, who, prepared, req.store)
+    events = run_turn(prepared.turn) if generate else warmup_turn(prepared.turn)
+    return prepared, events, persist
+
+
 @router.post("/responses", openapi_extra=openapi_body(CreateResponse))
 async def create_response(
     request: Request, svc: Services = Depends(services), who: str = Depends(owner)
 ):
     req, _ = await parse_body(request, CreateResponse)
-    prepared = await prepare_turn(
-        req, owner=who, settings=svc.settings, models=svc.models, stores=svc.stores
-    )
-    persist = _persister(svc, who, prepared, req.store)
-    events = run_turn(prepared.turn)
+    _, events, persist = await begin_turn(svc, who, req)
     if req.stream:
         return sse_response(await svc.turns.stream(events, persist))
     return OrjsonResponse(await svc.turns.run(events, persist))

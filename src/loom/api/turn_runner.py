@@ -19,6 +19,7 @@ from loom.engine.events import Event
 log = logging.getLogger("loom.engine")
 
 Persist = Callable[[dict[str, Any]], Awaitable[None]]
+Frame = Callable[[Event], Any]  # one event → its wire frame (SSE bytes, WebSocket text)
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _END = object()
 
@@ -45,22 +46,44 @@ class TurnRunner:
     async def stream(self, events: AsyncIterator[Event], persist: Persist) -> AsyncIterator[bytes]:
         """Start the turn in a background task. Waits for its first event, so an error
         before the stream starts is raised here, where it can still become an HTTP error."""
+        first, queue = await self._start(events, persist, typed_event_bytes)
+        return self._drain(first, queue)
+
+    async def frames(
+        self, events: AsyncIterator[Event], persist: Persist, frame: Frame
+    ) -> AsyncIterator[Any]:
+        """Like `stream`, one frame per event (a WebSocket sends each event as a message)."""
+        first, queue = await self._start(events, persist, frame)
+        return self._each(first, queue)
+
+    async def _start(self, events: AsyncIterator[Event], persist: Persist, frame: Frame):
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        task = asyncio.create_task(self._produce(events, persist, queue))
+        task = asyncio.create_task(self._produce(events, persist, queue, frame))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         first = await queue.get()
         if isinstance(first, BaseException):
             raise first
-        return self._drain(first, queue)
+        return first, queue
 
     @staticmethod
-    async def _produce(events: AsyncIterator[Event], persist: Persist, queue: asyncio.Queue):
+    async def _each(first: Any, queue: asyncio.Queue) -> AsyncIterator[Any]:
+        yield first
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                log.error("turn failed after its stream started: %r", item)
+                return
+            yield item
+
+    @staticmethod
+    async def _produce(
+        events: AsyncIterator[Event], persist: Persist, queue: asyncio.Queue, frame: Frame
+    ):
         try:
             async for event in events:
                 if event["type"] in TERMINAL:
                     await _persist_terminal(event, persist)
-                queue.put_nowait(typed_event_bytes(event))
+                queue.put_nowait(frame(event))
         except Exception as exc:  # only reachable before the first event (see run_turn)
             queue.put_nowait(exc)
         finally:

@@ -25,6 +25,7 @@ class PreparedTurn:
     turn: Turn
     input_items: list[dict[str, Any]]
     conversation_id: str | None
+    history: list[dict[str, Any]]
 
 
 async def prepare_turn(
@@ -34,19 +35,23 @@ async def prepare_turn(
     settings: Settings,
     models: ModelRegistry,
     stores: Stores,
+    history: list[dict[str, Any]] | None = None,
 ) -> PreparedTurn:
+    """`history`, when given, is the turn's history already at hand (a WebSocket connection
+    keeps its last responses in memory); otherwise it is read from the store."""
     resolved = await models.resolve(req.model)
     input_items = normalize_input(req.input)
     conversation_id = req.conversation_id
     if not input_items and not req.previous_response_id and not conversation_id:
         raise InvalidRequestError("'input' is required.", param="input", code="missing_required")
     toolset = build_toolset(req.tools, req.tool_choice)
-    history = await history_items(
-        stores,
-        owner,
-        previous_response_id=req.previous_response_id,
-        conversation_id=conversation_id,
-    )
+    if history is None:
+        history = await history_items(
+            stores,
+            owner,
+            previous_response_id=req.previous_response_id,
+            conversation_id=conversation_id,
+        )
     input_items = check_against_history(input_items, history, conversation_id)
     approved = approved_calls(history, input_items, toolset)
     reuse_listings(toolset, history + input_items)
@@ -69,4 +74,4 @@ async def prepare_turn(
         approved=approved,
         mcp_timeout=settings.mcp_timeout,
     )
-    return PreparedTurn(turn, input_items, conversation_id)
+    return PreparedTurn(turn, input_items, conversation_id, history)
