@@ -19,7 +19,6 @@ from tests.conftest import run_loom
 from tests.e2e.test_mcp import BOILING, QUESTION
 from tests.e2e.test_mcp_approvals import RECORDED_TOOLS, answer, tools_for
 from tests.support.upstream import Recordings, Turn
-
 from tests.support.ws import create, read_event, read_response, send_create, validated, ws_url
 
 pytest_plugins = ["tests.support.mcp_server"]  # the MCP server fixtures
