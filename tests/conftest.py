@@ -47,6 +47,7 @@ def loom_env(upstream_server, tmp_path_factory) -> dict[str, str]:
         "OPENAI_BASE_URL": f"{server.url}/v1",
         "LOOM_DB_URL": f"sqlite+aiosqlite:///{db}",
         "LOOM_LOCAL_MODELS": "off",
+        "LOOM_DATA_DIR": str(db.parent),
     }
 
 

@@ -10,7 +10,16 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom import __version__
-from loom.api import chat, conversations, embeddings, health, models, responses, responses_ws
+from loom.api import (
+    chat,
+    conversations,
+    embeddings,
+    health,
+    models,
+    responses,
+    responses_extra,
+    responses_ws,
+)
 from loom.api.body import param_of
 from loom.api.json import OrjsonResponse
 from loom.config import Settings
@@ -79,7 +88,16 @@ def build_app(settings: Settings) -> FastAPI:
         default_response_class=OrjsonResponse,
     )
     _install_error_handlers(app)
-    for module in (models, chat, embeddings, health, responses, responses_ws, conversations):
+    for module in (
+        models,
+        chat,
+        embeddings,
+        health,
+        responses_extra,
+        responses,
+        responses_ws,
+        conversations,
+    ):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(TestIdMiddleware)
     return app

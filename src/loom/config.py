@@ -69,6 +69,10 @@ class Settings(_Strict):
     max_tool_iterations: int = 10
     # WebSocket mode on GET /v1/responses: off answers the upgrade with 426 (clients fall
     # back to HTTP); at most this many open connections, each open at most this long.
+    # The AES-256-GCM key that seals compaction items (32 bytes, base64url). Without one,
+    # Loom generates a key on first use and keeps it in `<data_dir>/compaction.key`.
+    compaction_key: str | None = Field(default=None, repr=False)
+    data_dir: str = ""  # "" → the user's data dir (platformdirs)
     websocket_enabled: bool = True
     websocket_max_connections: int = Field(default=256, ge=1)
     websocket_max_age: float = Field(default=3600.0, gt=0)
@@ -77,8 +81,12 @@ class Settings(_Strict):
         return next((p for p in self.providers if p.name == name), None)
 
 
+def default_data_dir() -> Path:
+    return Path(user_data_dir("loom", appauthor=False))
+
+
 def default_db_url() -> str:
-    data_dir = Path(user_data_dir("loom", appauthor=False))
+    data_dir = default_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite+aiosqlite:///{data_dir / 'loom.db'}"
 
@@ -93,6 +101,8 @@ _ENV_FIELDS = {
     "LOOM_MCP_TIMEOUT": "mcp_timeout",
     "LOOM_MAX_TOOL_ITERATIONS": "max_tool_iterations",
     "LOOM_WEBSOCKET_ENABLED": "websocket_enabled",
+    "LOOM_COMPACTION_KEY": "compaction_key",
+    "LOOM_DATA_DIR": "data_dir",
     "LOOM_WEBSOCKET_MAX_CONNECTIONS": "websocket_max_connections",
     "LOOM_WEBSOCKET_MAX_AGE": "websocket_max_age",
 }

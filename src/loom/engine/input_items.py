@@ -113,6 +113,15 @@ def normalize_item(raw: Any, where: str) -> Item:
         if raw.get("phase") in ("commentary", "final_answer"):
             item["phase"] = raw["phase"]
         return item
+    if kind == "compaction":
+        _require_str(raw, "encrypted_content", where)
+        return {
+            "type": "compaction",
+            "id": raw.get("id") or new_id("cmp"),
+            "encrypted_content": raw["encrypted_content"],
+        }
+    if kind == "compaction_trigger":
+        return {"type": "compaction_trigger"}
     if kind == "custom_tool_call":
         for key in ("call_id", "name", "input"):
             _require_str(raw, key, where)

@@ -71,6 +71,7 @@ class Turn:
     max_iterations: int = 10
     approved: list[ApprovedCall] = field(default_factory=list)  # MCP calls to run first
     mcp_timeout: float = 30.0
+    prelude: list[dict[str, Any]] = field(default_factory=list)  # e.g. a compaction item
 
 
 def _snapshot(response: dict[str, Any]) -> dict[str, Any]:
@@ -189,6 +190,10 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
         seq.response_event("response.created", _snapshot(response)),
         seq.response_event("response.in_progress", _snapshot(response)),
     ]
+    for item in turn.prelude:  # items decided before the turn, output first
+        held.append(seq.item_added(len(output), dict(item)))
+        output.append(item)
+        held.append(seq.item_done(len(output) - 1, item))
     try:
         try:
             async for event in mcp.list_tools():

@@ -8,7 +8,8 @@ from typing import Any
 
 from loom.config import Settings
 from loom.engine.approvals import approved_calls
-from loom.engine.context import build_messages, check_against_history, history_items
+from loom.engine.compaction import turn_context
+from loom.engine.context import check_against_history, history_items
 from loom.engine.ids import new_id
 from loom.engine.input_items import normalize_input
 from loom.engine.loop import Turn
@@ -53,6 +54,16 @@ async def prepare_turn(
             conversation_id=conversation_id,
         )
     input_items = check_against_history(input_items, history, conversation_id)
+    messages, input_items, prelude = await turn_context(
+        settings,
+        owner,
+        resolved,
+        req.instructions,
+        history,
+        input_items,
+        toolset.chat_tools,
+        getattr(req, "context_management", None),
+    )
     approved = approved_calls(history, input_items, toolset)
     reuse_listings(toolset, history + input_items)
     response = response_skeleton(
@@ -65,7 +76,8 @@ async def prepare_turn(
     turn = Turn(
         response=response,
         model=resolved,
-        messages=build_messages(req.instructions, history, input_items),
+        messages=messages,
+        prelude=prelude,
         params=chat_params(req),
         toolset=toolset,
         max_tool_calls=req.max_tool_calls,
