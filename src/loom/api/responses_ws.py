@@ -35,9 +35,9 @@ from loom.api.body import validation_error
 from loom.api.deps import ANONYMOUS
 from loom.api.json import OrjsonResponse
 from loom.api.responses import begin_turn
-from loom.api.turn_runner import Persist
 from loom.engine.events import Event
 from loom.engine.request import CreateResponse
+from loom.engine.turn_runner import Persist
 from loom.engine.turn_setup import PreparedTurn
 from loom.errors import InvalidRequestError, LoomError
 from loom.services import Services
