@@ -98,6 +98,29 @@ def test_custom_tool_call_streams_input_and_accepts_output(client, upstream):
     assert messages[2] == {"role": "tool", "tool_call_id": call["call_id"], "content": "42"}
 
 
+def test_lark_grammar_reaches_the_backend_as_a_pattern_when_regular(client, upstream):
+    regular = {
+        **SQL,
+        "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "GET " /[a-z]+/'},
+    }
+    recursive = {
+        **SQL,
+        "name": "calc",
+        "format": {
+            "type": "grammar",
+            "syntax": "lark",
+            "definition": 'start: expr\nexpr: "(" expr ")" | "1"',
+        },
+    }
+    upstream.script(Turn(text="ok"))
+    stream_events(client, model=MODEL, input="x", tools=[regular, recursive])
+    offered = _offered(upstream)
+    assert offered["run_sql"]["parameters"]["properties"]["input"]["pattern"] == "^GET ([a-z]+)$"
+    calc = offered["calc"]
+    assert "pattern" not in calc["parameters"]["properties"]["input"]
+    assert 'expr: "(" expr ")"' in calc["description"]  # shown, not enforced
+
+
 def test_custom_tool_choice_forces_the_call(client, upstream):
     upstream.script(Turn(tool_calls=[("run_sql", {"input": "SELECT x"})]))
     response = create(

@@ -49,3 +49,24 @@ def test_regex_grammar_is_enforced_on_the_embedded_model(local_client):
     assert re.fullmatch(TICKET, call["input"]), call["input"]
     kinds = [e["type"] for e in events]
     assert "response.custom_tool_call_input.done" in kinds
+
+
+def test_regular_lark_grammar_is_enforced_on_the_embedded_model(local_client):
+    grammar = (
+        'start: "SELECT " COLUMN " FROM " TABLE\nCOLUMN: /[a-z]{1,8}/\nTABLE: "users" | "orders"'
+    )
+    tool = {
+        "type": "custom",
+        "name": "run_sql",
+        "description": "Run one SQL query.",
+        "format": {"type": "grammar", "syntax": "lark", "definition": grammar},
+    }
+    response = local_client.responses.create(
+        model=MODEL,
+        input="How many users are there?",
+        tools=[tool],
+        tool_choice={"type": "custom", "name": "run_sql"},
+        max_output_tokens=64,
+    )
+    [call] = [item for item in response.output if item.type == "custom_tool_call"]
+    assert re.fullmatch(r"SELECT [a-z]{1,8} FROM (users|orders)", call.input), call.input

@@ -9,8 +9,9 @@ name really is:
 - a `custom` tool (free-form text input) is offered as a function with one string parameter,
   `input`. A `format: {type: grammar, syntax: regex, definition}` becomes that string's JSON
   Schema `pattern`: strict upstreams (OpenAI) enforce it, and the embedded model enforces it
-  by construction (llama.cpp turns the pattern into GBNF). A `lark` grammar cannot be turned
-  into a pattern: its definition is shown to the model in the description and not enforced.
+  by construction (llama.cpp turns the pattern into GBNF). A `lark` grammar is compiled to
+  such a pattern when it is regular (see lark_regex.py); one that is not (recursive rules,
+  `%ignore`, ...) is shown to the model in the description and not enforced.
   The call becomes a `custom_tool_call` item whose `input` is that string;
 - a tool whose type Loom does not know is kept and echoed as given. When it has a `name`, it
   is offered like a function (its `parameters` if any), so a model that calls it gets a clear
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loom.errors import InvalidRequestError
+from loom.tools.lark_regex import LarkSubsetError, lark_to_regex
 
 _CHAT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 CUSTOM_INPUT = "input"  # the one parameter a custom tool is offered with
@@ -91,7 +93,10 @@ def custom_tool_schema(raw: dict[str, Any], where: str) -> tuple[dict[str, Any],
                     ) from None
                 prop["pattern"] = definition if definition.startswith("^") else f"^{definition}$"
             else:
-                description += f"\nThe input must follow this Lark grammar:\n{definition}"
+                try:
+                    prop["pattern"] = lark_to_regex(definition)
+                except LarkSubsetError:  # not regular: shown to the model, not enforced
+                    description += f"\nThe input must follow this Lark grammar:\n{definition}"
     schema = {
         "type": "object",
         "properties": {CUSTOM_INPUT: prop},
