@@ -178,3 +178,49 @@ def test_reasoning_items_pass_through_with_encrypted_content(client, upstream):
     assert second["status"] == "completed"
     items = client.responses.input_items.list(second["id"], order="asc").data
     assert items[0].type == "reasoning" and items[0].encrypted_content == "opaque-blob"
+
+
+def test_upstream_reasoning_details_become_summary_text_and_encrypted_content(client, upstream):
+    upstream.script(
+        Turn(
+            reasoning_details=[
+                {"type": "reasoning.summary", "summary": "Plan: "},
+                {"type": "reasoning.summary", "summary": "add them."},
+                {"type": "reasoning.text", "text": "2 + 2 is 4."},
+                {"type": "reasoning.encrypted", "data": "gAAAA-opaque"},
+            ],
+            text="4",
+        )
+    )
+    final = stream_events(client, model=MODEL, input="2+2?", reasoning={"summary": "auto"})
+    reasoning, message = final["output"]
+    assert reasoning["summary"] == [{"type": "summary_text", "text": "Plan: add them."}]
+    assert reasoning["content"] == [{"type": "reasoning_text", "text": "2 + 2 is 4."}]
+    assert reasoning["encrypted_content"] == "gAAAA-opaque"
+    assert message["content"][0]["text"] == "4"
+    # Chained, the encrypted reasoning goes back to the upstream with the assistant turn.
+    upstream.script(Turn(text="8"))
+    client.responses.create(model=MODEL, previous_response_id=final["id"], input="4+4?")
+    assistant = upstream.requests[-1]["messages"][1]
+    assert assistant["content"] == "4"
+    assert assistant["reasoning_details"] == [
+        {"type": "reasoning.encrypted", "data": "gAAAA-opaque"}
+    ]
+
+
+def test_reasoning_text_after_a_summary_starts_a_new_item(client, upstream):
+    upstream.script(
+        Turn(
+            reasoning_details=[
+                {"type": "reasoning.text", "text": "first thought"},
+                {"type": "reasoning.summary", "summary": "summed up"},
+                {"type": "reasoning.text", "text": "second thought"},
+            ],
+            text="ok",
+        )
+    )
+    final = stream_events(client, model=MODEL, input="think")
+    first, second, _ = final["output"]
+    assert first["content"][0]["text"] == "first thought"
+    assert first["summary"][0]["text"] == "summed up"
+    assert second["content"][0]["text"] == "second thought"

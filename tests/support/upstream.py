@@ -35,6 +35,7 @@ class Turn:
     text: str = ""
     tool_calls: list[tuple[str, Any]] = field(default_factory=list)
     reasoning: str = ""
+    reasoning_details: list[dict[str, Any]] = field(default_factory=list)  # OpenRouter's form
     finish_reason: str | None = None
     prompt_tokens: int = 11
     completion_tokens: int = 7
@@ -65,6 +66,7 @@ def turn_chunks(turn: Turn, model: str, include_usage: bool) -> list[dict[str, A
 
     chunks = [chunk({"role": "assistant", "content": ""})]
     chunks += [chunk({"reasoning_content": p}) for p in _text_pieces(turn.reasoning, 1)]
+    chunks += [chunk({"reasoning_details": [d]}) for d in turn.reasoning_details]
     chunks += [chunk({"content": p}) for p in _text_pieces(turn.text, turn.chunk_size)]
     for index, (name, args) in enumerate(turn.tool_calls):
         arguments = args if isinstance(args, str) else json.dumps(args)

@@ -68,15 +68,26 @@ def _denied(request: Item, answer: Item) -> list[Message]:
     ]
 
 
+def _attach(message: Message, sealed: list[dict[str, str]]) -> list[dict[str, str]]:
+    if sealed:
+        message["reasoning_details"] = sealed
+    return []
+
+
 def items_to_messages(items: list[Item]) -> list[Message]:
     messages: list[Message] = []
     approval_requests: dict[str, Item] = {}
+    sealed: list[dict[str, str]] = []  # reasoning to hand back with the next assistant turn
     for item in items:
         kind = item.get("type")
-        if kind == "message":
+        if kind == "reasoning" and item.get("encrypted_content"):
+            # Given by an upstream in OpenRouter's form; it goes back the same way.
+            sealed.append({"type": "reasoning.encrypted", "data": item["encrypted_content"]})
+        elif kind == "message":
             role = item["role"]
             if role == "assistant":
                 messages.append({"role": "assistant", "content": _text(item["content"])})
+                sealed = _attach(messages[-1], sealed)
             elif role in ("system", "developer"):
                 messages.append({"role": "system", "content": _text(item["content"])})
             else:
@@ -88,6 +99,7 @@ def items_to_messages(items: list[Item]) -> list[Message]:
                 last["tool_calls"].append(call)
             else:
                 messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+                sealed = _attach(messages[-1], sealed)
             if kind == "mcp_call":
                 # An MCP call carries its own result; the model sees it as a tool message.
                 content = _mcp_result(item)

@@ -18,6 +18,7 @@ from typing import Any
 from loom.engine.custom_calls import custom_input, unknown_tool_error
 from loom.engine.events import Event, EventSequencer
 from loom.engine.ids import new_id
+from loom.engine.reasoning_parts import ReasoningParts
 from loom.tools.mcp_tools import McpServer
 from loom.tools.toolset import ToolSet
 
@@ -30,6 +31,7 @@ class _OpenItem:
     item: Item
     output_index: int
     parts: list[str] = field(default_factory=list)
+    reasoning: ReasoningParts | None = None
 
 
 @dataclass
@@ -90,8 +92,7 @@ class ModelCallStream:
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             events.append(self._seq.part_added(item["id"], opened.output_index, 0, part))
         elif kind == "reasoning":
-            part = {"type": "reasoning_text", "text": ""}
-            events.append(self._seq.part_added(item["id"], opened.output_index, 0, part))
+            opened.reasoning = ReasoningParts(self._seq, item, opened.output_index)
         self._open = opened
         return opened
 
@@ -108,11 +109,8 @@ class ModelCallStream:
             events.append(self._seq.part_done(item["id"], index, 0, part))
             item["content"] = [part]
             self.text += text
-        elif opened.kind == "reasoning":
-            part = {"type": "reasoning_text", "text": text}
-            events.append(self._seq.reasoning_done(item["id"], index, text))
-            events.append(self._seq.part_done(item["id"], index, 0, part))
-            item["content"] = [part]
+        elif opened.reasoning is not None:
+            opened.reasoning.close(events)
         elif opened.kind == "custom":
             # The upstream streams `{"input": ...}` JSON; the item carries the string itself.
             value = custom_input(text)
@@ -138,7 +136,9 @@ class ModelCallStream:
             delta = choice.get("delta") or {}
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if reasoning:
-                self._reasoning(reasoning, events)
+                self._reasoning_parts(events, for_text=True).text(reasoning, events)
+            for detail in delta.get("reasoning_details") or ():
+                self._reasoning_detail(detail, events)
             content = delta.get("content")
             if content:
                 self._content(content, events)
@@ -148,9 +148,12 @@ class ModelCallStream:
                 self.finish_reason = choice["finish_reason"]
         return events
 
-    def _reasoning(self, text: str, events: list[Event]) -> None:
+    def _reasoning_parts(self, events: list[Event], for_text: bool = False) -> ReasoningParts:
+        """The open reasoning item's parts; a new item if none is open, or if text comes
+        after the open item's text part was closed by a summary."""
         opened = self._open
-        if opened is None or opened.kind != "reasoning":
+        parts = opened.reasoning if opened is not None else None
+        if parts is None or (for_text and parts.text_closed):
             item = {
                 "type": "reasoning",
                 "id": new_id("rs"),
@@ -158,9 +161,20 @@ class ModelCallStream:
                 "content": [],
                 "status": "in_progress",
             }
-            opened = self._open_item("reasoning", item, events)
-        opened.parts.append(text)
-        events.append(self._seq.reasoning_delta(opened.item["id"], opened.output_index, text))
+            parts = self._open_item("reasoning", item, events).reasoning
+        return parts
+
+    def _reasoning_detail(self, detail: Any, events: list[Event]) -> None:
+        """One `reasoning_details` entry (OpenRouter's format)."""
+        if not isinstance(detail, dict):
+            return
+        kind = detail.get("type")
+        if kind == "reasoning.text" and detail.get("text"):
+            self._reasoning_parts(events, for_text=True).text(detail["text"], events)
+        elif kind == "reasoning.summary" and detail.get("summary"):
+            self._reasoning_parts(events).summary(detail["summary"], events)
+        elif kind == "reasoning.encrypted" and isinstance(detail.get("data"), str):
+            self._reasoning_parts(events).encrypted.append(detail["data"])
 
     def _content(self, text: str, events: list[Event]) -> None:
         opened = self._open
