@@ -157,6 +157,12 @@ def test_bad_messages_get_error_events_naming_the_field(ws, upstream):
     assert event["status"] == 400 and event["error"]["param"] == "temperature"
     ws.send("not json")
     assert read_event(ws)["type"] == "error"
+    send_create(ws, model=MODEL, input="x", background=True)
+    event = read_event(ws)
+    assert event["status"] == 400 and event["error"]["param"] == "background"
+    send_create(ws, model="openai/no-such-model", input="x")
+    event = read_event(ws)
+    assert event["status"] == 404 and event["error"]["code"] == "model_not_found"
 
 
 def test_disconnect_finishes_and_stores_the_turn(loom_server, upstream):

@@ -90,7 +90,8 @@ class _Connection:
         self.opened = time.monotonic()
         self.history: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self.lanes: dict[str | None, asyncio.Queue] = {}
-        self.workers: list[asyncio.Task] = []
+        self.workers: list[asyncio.Task] = []  # one per lane
+        self.pending: set[asyncio.Task] = set()  # error events on their way out
         self._send_lock = asyncio.Lock()
         self.closed = False
 
@@ -165,7 +166,8 @@ class _Connection:
 
     def _later(self, event: dict[str, Any]) -> None:
         task = asyncio.create_task(self.send_event(event))
-        self.workers.append(task)
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
 
     async def _lane(self, lane: asyncio.Queue, stream_id: str | None) -> None:
         while True:
