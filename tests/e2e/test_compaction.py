@@ -12,7 +12,7 @@ from openai.types.responses.compacted_response import CompactedResponse
 from openai.types.responses.response_input_message_item import ResponseInputMessageItem
 
 from tests.conftest import run_loom
-from tests.e2e.test_responses import MODEL, stream_events
+from tests.e2e.test_responses import MODEL, create, stream_events
 from tests.support.upstream import Turn
 
 SUMMARY = "The user is planning a trip to Oslo in May."
@@ -181,3 +181,30 @@ def test_bad_configured_key_is_a_config_error(key):
 
     with pytest.raises(ConfigError):
         cipher(load_settings(env={"LOOM_COMPACTION_KEY": key, "LOOM_LOCAL_MODELS": "off"}))
+
+
+def test_recent_tool_work_is_kept_verbatim_inside_the_item(client, loom_server, upstream):
+    """Compacted mid-task, the agent keeps its latest tool call and result exactly."""
+    call = {"type": "function_call", "call_id": "call_7", "name": "ls", "arguments": "{}"}
+    result = {"type": "function_call_output", "call_id": "call_7", "output": "a.txt b.txt"}
+    upstream.script(Turn(text=SUMMARY))
+    *users, item = compact(loom_server, model=MODEL, input=[*HISTORY, call, result])["output"]
+    assert "a.txt" not in item["encrypted_content"]
+    upstream.script(Turn(text="Two files."))
+    again = {"role": "user", "content": "How many files?"}
+    create(client, model=MODEL, input=[*users, item, again])
+    assert upstream.requests[-1]["messages"][2:] == [
+        {
+            "role": "assistant",
+            "content": "Summary of the earlier conversation (compacted):\n" + SUMMARY,
+        },
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "call_7", "type": "function", "function": {"name": "ls", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_7", "content": "a.txt b.txt"},
+        {"role": "user", "content": "How many files?"},
+    ]

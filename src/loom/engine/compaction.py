@@ -1,10 +1,12 @@
 """Compaction: replace a long history by the user's own messages plus one sealed item.
 
 `compact` asks the model for a summary of everything so far and returns the user messages
-followed by a `compaction` item whose `encrypted_content` seals that summary (see
-compaction_seal.py). Passed back as input (or found in a response chain), the item stands
-for all the history before it: `expand` keeps the user messages before it, replaces the
-item by the summary, and drops the rest, which the summary covers.
+followed by a `compaction` item whose `encrypted_content` seals that summary, together with the work
+done since the last user message (tool calls, their outputs), kept verbatim so that an
+agent compacted mid-task still has its latest results exactly (see compaction_seal.py).
+Passed back as input (or found in a response chain), the item stands for all the history
+before it: `expand` keeps the user messages before it, replaces the item by the summary
+and that recent work, and drops the rest, which the summary covers.
 
 A create request compacts on its own when `context_management` holds
 `{type: compaction, compact_threshold: N}` and the context's estimated size passes N tokens,
@@ -34,6 +36,10 @@ SUMMARY_PROMPT = (
     "with the summary only."
 )
 SUMMARY_PREFIX = "Summary of the earlier conversation (compacted):\n"
+KEEP_RECENT = 16
+_NOT_KEPT = {"compaction", "compaction_trigger"}
+_CALLS = {"function_call", "custom_tool_call"}
+_OUTPUTS = {"function_call_output", "custom_tool_call_output"}
 
 
 def _is_user_message(item: Item) -> bool:
@@ -69,7 +75,17 @@ def expand(settings: Settings, owner: str, items: list[Item], first_input: int) 
         ],
     }
     kept = [item for item in items[:index] if _is_user_message(item)]
-    return [*kept, summary, *items[index + 1 :]]
+    return [*kept, summary, *state.get("recent", []), *items[index + 1 :]]
+
+
+def _recent_work(items: list[Item]) -> list[Item]:
+    """The work since the last user message (tool calls and their outputs, messages),
+    kept verbatim next to the summary so an agent can go on mid-task. At most
+    KEEP_RECENT items, and never an output whose call was left out."""
+    last_user = max((i for i, item in enumerate(items) if _is_user_message(item)), default=-1)
+    work = [i for i in items[last_user + 1 :] if i.get("type") not in _NOT_KEPT][-KEEP_RECENT:]
+    calls = {i.get("call_id") for i in work if i.get("type") in _CALLS}
+    return [i for i in work if i.get("type") not in _OUTPUTS or i.get("call_id") in calls]
 
 
 async def summarize(
@@ -113,7 +129,9 @@ async def compact(
     item = {
         "type": "compaction",
         "id": new_id("cmp"),
-        "encrypted_content": seal(settings, owner, {"v": 1, "summary": summary}),
+        "encrypted_content": seal(
+            settings, owner, {"v": 1, "summary": summary, "recent": _recent_work(items)}
+        ),
     }
     return [*users, item], usage
 
