@@ -18,12 +18,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import orjson
 import pytest
 
 from loom.app import build_app
 from loom.config import load_settings
 from tests.support.servers import serve
+from tests.support.stream_validator import TERMINAL, parse_sse
 from tests.support.upstream import Turn
+from tests.support.ws import check_frame, validated
 
 CODEX_VERSION = "0.171.0"
 NPM_DIR = Path(__file__).resolve().parents[2] / ".cache" / "codex-npm"
@@ -58,19 +61,45 @@ def codex_bin() -> Path:
 
 
 class Recorder:
-    """ASGI wrapper noting each request's transport, method, path and OpenAI-Beta header."""
+    """ASGI wrapper noting each request's transport, method, path and OpenAI-Beta header,
+    and keeping every Responses event Loom sends (WebSocket messages, SSE bodies)."""
 
     def __init__(self, app):
         self.app = app
         self.seen: list[tuple[str, str | None, str, str | None]] = []
+        self.events: list[dict] = []  # in the order sent, all responses
+        self._sse = bytearray()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "lifespan":
-            beta = dict(scope["headers"]).get(b"openai-beta")
-            self.seen.append(
-                (scope["type"], scope.get("method"), scope["path"], beta and beta.decode())
-            )
-        await self.app(scope, receive, send)
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        beta = dict(scope["headers"]).get(b"openai-beta")
+        self.seen.append(
+            (scope["type"], scope.get("method"), scope["path"], beta and beta.decode())
+        )
+
+        async def spy(message):
+            if message["type"] == "websocket.send" and message.get("text"):
+                self.events.append(orjson.loads(message["text"]))
+            elif message["type"] == "http.response.body" and scope["path"] == "/v1/responses":
+                self._sse += message.get("body", b"")
+            await send(message)
+
+        await self.app(scope, receive, spy)
+
+    def responses(self) -> list[dict]:
+        """Every response Loom sent, each validated event by event; the final Responses."""
+        events = self.events + [event for _, event in parse_sse(bytes(self._sse))]
+        finals, current = [], []
+        for event in events:
+            check_frame(event) if event in self.events else None
+            current.append(event)
+            if event["type"] in TERMINAL:
+                finals.append(validated(current))
+                current = []
+        assert not current, f"events after the last terminal event: {current}"
+        return finals
 
 
 def _loom(loom_env, tmp_path, websocket: bool):
@@ -139,6 +168,13 @@ def test_codex_exec_over_websocket_with_a_tool_call(codex_bin, loom_env, tmp_pat
         result = codex(codex_bin, loom.url, tmp_path, "run a command")
     assert "The command printed loom-tool-ran." in result.stdout
     _check_tool_round_trip(upstream)
+    finals = recorder.responses()
+    # Codex warms the connection up first (`generate: false`: no output, no model call).
+    assert [[o["type"] for o in f["output"]] for f in finals] == [
+        [],
+        ["function_call"],
+        ["message"],
+    ]
     transports = {(kind, method, path) for kind, method, path, _ in recorder.seen}
     assert ("websocket", None, "/v1/responses") in transports
     assert ("http", "POST", "/v1/responses") not in transports  # no fallback was needed
@@ -153,6 +189,8 @@ def test_codex_falls_back_to_http_after_426(codex_bin, loom_env, tmp_path, upstr
         result = codex(codex_bin, loom.url, tmp_path, "run a command")
     assert "The command printed loom-tool-ran." in result.stdout
     _check_tool_round_trip(upstream)
+    outputs = [[o["type"] for o in f["output"]] for f in recorder.responses()]
+    assert outputs == [["function_call"], ["message"]]  # no warm-up over HTTP
     kinds = [(kind, method) for kind, method, path, _ in recorder.seen if path == "/v1/responses"]
     assert kinds[0] == ("websocket", None)  # tried first, refused with 426
     assert kinds.count(("http", "POST")) == 2  # then both model calls over HTTP
@@ -167,6 +205,9 @@ def test_codex_multi_turn_session_with_tool_calls(codex_bin, loom_env, tmp_path,
         result = codex(codex_bin, loom.url, tmp_path, "resume", "--last", "and then?")
     assert "Second turn answer." in result.stdout
     assert len(upstream.requests) == 3
+    outputs = [[o["type"] for o in f["output"]] for f in recorder.responses()]
+    # Each `codex exec` warms its connection up first, then runs its turns.
+    assert outputs == [[], ["function_call"], ["message"], [], ["message"]]
     history = [(m["role"], m.get("content") or "") for m in upstream.requests[2]["messages"]]
     roles = [role for role, _ in history]
     assert roles[-4:] == ["assistant", "tool", "assistant", "user"]
