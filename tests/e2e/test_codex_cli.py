@@ -90,10 +90,11 @@ class Recorder:
 
     def responses(self) -> list[dict]:
         """Every response Loom sent, each validated event by event; the final Responses."""
+        for frame in self.events:  # WebSocket messages: the SDK's server-event union too
+            check_frame(frame)
         events = self.events + [event for _, event in parse_sse(bytes(self._sse))]
         finals, current = [], []
         for event in events:
-            check_frame(event) if event in self.events else None
             current.append(event)
             if event["type"] in TERMINAL:
                 finals.append(validated(current))
