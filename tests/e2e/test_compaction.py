@@ -208,3 +208,15 @@ def test_recent_tool_work_is_kept_verbatim_inside_the_item(client, loom_server, 
         {"role": "tool", "tool_call_id": "call_7", "content": "a.txt b.txt"},
         {"role": "user", "content": "How many files?"},
     ]
+
+
+def test_input_tokens_counts_the_compacted_context(loom_server, upstream):
+    upstream.script(Turn(text=SUMMARY))
+    output = compact(loom_server, model=MODEL, input=HISTORY)["output"]
+    counted = httpx.post(
+        f"{loom_server.url}/v1/responses/input_tokens", json={"model": MODEL, "input": output}
+    ).json()["input_tokens"]
+    # The two user messages and the summary message, by the documented estimate.
+    chars = len("I want to visit Oslo.") + len("In May.")
+    chars += len("Summary of the earlier conversation (compacted):\n" + SUMMARY)
+    assert counted == -(-chars // 4) + 3 * 3 + 3

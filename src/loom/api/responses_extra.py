@@ -36,7 +36,9 @@ async def input_tokens(
     body = await read_json_object(request)
     body.setdefault("model", "")  # optional here: without it, Loom estimates
     req = _create_body(body)
-    count = await count_input_tokens(req, owner=who, models=svc.models, stores=svc.stores)
+    count = await count_input_tokens(
+        req, settings=svc.settings, owner=who, models=svc.models, stores=svc.stores
+    )
     return {"object": "response.input_tokens", "input_tokens": count}
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from loom.config import Settings
 from loom.engine.context import build_messages, check_against_history, history_items
 from loom.engine.input_items import normalize_input
 from loom.engine.request import CreateResponse
@@ -55,8 +56,11 @@ def estimate_tokens(messages: list[Json], tools: list[Json]) -> int:
 
 
 async def count_input_tokens(
-    req: CreateResponse, *, owner: str, models: ModelRegistry, stores: Stores
+    req: CreateResponse, *, settings: Settings, owner: str, models: ModelRegistry, stores: Stores
 ) -> int:
+    """The context as a turn would build it (compaction items opened) and counted."""
+    from loom.engine.compaction import expand  # compaction estimates with this module
+
     resolved = await models.resolve(req.model) if req.model else None
     toolset = build_toolset(req.tools, req.tool_choice)
     history = await history_items(
@@ -66,7 +70,9 @@ async def count_input_tokens(
         conversation_id=req.conversation_id,
     )
     new_input = check_against_history(normalize_input(req.input), history, req.conversation_id)
-    messages = build_messages(req.instructions, history, new_input)
+    new_input = [item for item in new_input if item.get("type") != "compaction_trigger"]
+    context = expand(settings, owner, history + new_input, len(history))
+    messages = build_messages(req.instructions, context, [])
     count = getattr(resolved.provider, "count_prompt_tokens", None) if resolved else None
     if count is not None:
         body: Json = {"model": resolved.model, "messages": messages}
