@@ -286,3 +286,22 @@ def test_mcp_approval_flow_over_websocket_with_store_false(ws, upstream, mcp_ser
     assert call["type"] == "mcp_call" and call["output"] == "-100"
     assert "-100" in message["content"][0]["text"]
     assert mcp_server.seen.calls == [BOILING]
+
+
+def test_continues_a_stored_http_response_and_compacts_over_websocket(ws, client, upstream):
+    upstream.script(Turn(text="Stored over HTTP."))
+    first = client.responses.create(model=MODEL, input="start")  # not in the socket's memory
+    long_input = "Tell me more. " * 400
+    upstream.script(Turn(text="A summary."), Turn(text="Continued."))
+    final = create(
+        ws,
+        model=MODEL,
+        input=long_input,
+        previous_response_id=first.id,
+        context_management=[{"type": "compaction", "compact_threshold": 1000}],
+    )
+    compaction, message = final["output"]
+    assert compaction["type"] == "compaction" and message["type"] == "message"
+    summary_call, answer_call = upstream.requests[-2:]
+    assert [m["content"] for m in summary_call["messages"][:2]] == ["start", "Stored over HTTP."]
+    assert answer_call["messages"][-1]["content"].endswith("A summary.")
