@@ -305,3 +305,12 @@ def test_continues_a_stored_http_response_and_compacts_over_websocket(ws, client
     summary_call, answer_call = upstream.requests[-2:]
     assert [m["content"] for m in summary_call["messages"][:2]] == ["start", "Stored over HTTP."]
     assert answer_call["messages"][-1]["content"].endswith("A summary.")
+
+
+def test_binary_messages_and_many_lanes(ws, upstream):
+    upstream.default = Turn(text="ok")
+    ws.send(json.dumps({"type": "response.create", "model": MODEL, "input": "b"}).encode())
+    assert validated(read_response(ws))["status"] == "completed"
+    for n in range(5):  # a fresh lane per request: each ends when its queue is empty
+        final = create(ws, model=MODEL, input=f"lane {n}", stream_id=f"lane-{n}")
+        assert final["status"] == "completed"

@@ -90,7 +90,7 @@ class _Connection:
         self.opened = time.monotonic()
         self.history: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self.lanes: dict[str | None, asyncio.Queue] = {}
-        self.workers: list[asyncio.Task] = []  # one per lane
+        self.workers: set[asyncio.Task] = set()  # one per lane with work queued
         self.pending: set[asyncio.Task] = set()  # error events on their way out
         self._send_lock = asyncio.Lock()
         self.closed = False
@@ -115,10 +115,12 @@ class _Connection:
     async def serve(self) -> None:
         try:
             while True:
-                try:
-                    text = await self.ws.receive_text()
-                except (WebSocketDisconnect, KeyError):
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
                     return
+                text = message.get("text")
+                if text is None:  # a binary message: JSON in UTF-8 all the same
+                    text = (message.get("bytes") or b"").decode("utf-8", "replace")
                 if self.too_old():
                     age = int(self.svc.settings.websocket_max_age)
                     await self.send_event(
@@ -134,7 +136,7 @@ class _Connection:
                 self._dispatch(text)
         finally:
             self.closed = True
-            for worker in self.workers:
+            for worker in list(self.workers):
                 worker.cancel()
 
     def _dispatch(self, text: str) -> None:
@@ -161,7 +163,9 @@ class _Connection:
         lane = self.lanes.get(stream_id)
         if lane is None:
             lane = self.lanes[stream_id] = asyncio.Queue()
-            self.workers.append(asyncio.create_task(self._lane(lane, stream_id)))
+            worker = asyncio.create_task(self._lane(lane, stream_id))
+            self.workers.add(worker)
+            worker.add_done_callback(self.workers.discard)
         lane.put_nowait(message)
 
     def _later(self, event: dict[str, Any]) -> None:
@@ -170,8 +174,9 @@ class _Connection:
         task.add_done_callback(self.pending.discard)
 
     async def _lane(self, lane: asyncio.Queue, stream_id: str | None) -> None:
-        while True:
-            message = await lane.get()
+        """Run a lane's messages in order; the lane ends when it has nothing queued."""
+        while not lane.empty():
+            message = lane.get_nowait()
             try:
                 await self._respond(message, stream_id)
             except Exception:
@@ -184,6 +189,7 @@ class _Connection:
                     ),
                     stream_id,
                 )
+        del self.lanes[stream_id]  # no await since the queue was seen empty: nothing is lost
 
     async def _respond(self, message: dict[str, Any], stream_id: str | None) -> None:
         body = {k: v for k, v in message.items() if k not in _ENVELOPE}
