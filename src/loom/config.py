@@ -36,6 +36,9 @@ class ProviderSettings(_Strict):
     models: list[str] | None = None
     timeout: float = 600.0
     connect_timeout: float = 10.0
+    # How `custom` tools reach this endpoint: as a function with one string parameter (any
+    # endpoint), or natively as chat `custom` tools with their grammar (OpenAI).
+    custom_tools: Literal["function", "native"] = "function"
 
     @field_validator("name")
     @classmethod

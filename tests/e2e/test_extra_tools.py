@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import httpx
+import openai
+import pytest
 
+from tests.conftest import run_loom
 from tests.e2e.test_responses import MODEL, create, stream_events
 from tests.support.upstream import Turn
 
@@ -224,3 +227,68 @@ def test_reasoning_text_after_a_summary_starts_a_new_item(client, upstream):
     assert first["content"][0]["text"] == "first thought"
     assert first["summary"][0]["text"] == "summed up"
     assert second["content"][0]["text"] == "second thought"
+
+
+@pytest.fixture(scope="module")
+def native_loom(loom_env, tmp_path_factory):
+    """Loom with a provider configured `custom_tools: native`, as for OpenAI's chat API."""
+    directory = tmp_path_factory.mktemp("native")
+    config = directory / "loom.yaml"
+    base_url = loom_env["OPENAI_BASE_URL"]
+    config.write_text(
+        f"providers:\n  - name: native\n    base_url: {base_url}\n    custom_tools: native\n"
+    )
+    env = {
+        "LOOM_CONFIG": str(config),
+        "LOOM_DB_URL": f"sqlite+aiosqlite:///{directory / 'loom.db'}",
+        "LOOM_LOCAL_MODELS": "off",
+        "LOOM_DATA_DIR": str(directory),
+    }
+    with run_loom(env) as server:
+        yield openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+
+
+def test_native_custom_tools_pass_the_grammar_and_stream_raw_input(native_loom, upstream):
+    model = "native/gpt-4o"
+    upstream.script(Turn(custom_calls=[("run_sql", "SELECT answer")]), Turn(text="42."))
+    first = stream_events(
+        native_loom,
+        model=model,
+        input="Ask the db.",
+        tools=[SQL],
+        tool_choice={"type": "custom", "name": "run_sql"},
+    )
+    sent = upstream.requests[-1]
+    assert sent["tools"] == [
+        {
+            "type": "custom",
+            "custom": {
+                "name": "run_sql",
+                "description": "Run one SQL query.",
+                "format": {
+                    "type": "grammar",
+                    "grammar": {"syntax": "regex", "definition": "SELECT [a-z0-9]+"},
+                },
+            },
+        }
+    ]
+    assert sent["tool_choice"] == {"type": "custom", "custom": {"name": "run_sql"}}
+    (call,) = first["output"]
+    assert (call["type"], call["input"]) == ("custom_tool_call", "SELECT answer")
+    second = stream_events(
+        native_loom,
+        model=model,
+        previous_response_id=first["id"],
+        tools=[SQL],
+        input=[{"type": "custom_tool_call_output", "call_id": call["call_id"], "output": "42"}],
+    )
+    assert second["output"][0]["content"][0]["text"] == "42."
+    history = upstream.requests[-1]["messages"]
+    assert history[1]["tool_calls"] == [
+        {
+            "id": call["call_id"],
+            "type": "custom",
+            "custom": {"name": "run_sql", "input": "SELECT answer"},
+        }
+    ]
+    assert history[2] == {"role": "tool", "tool_call_id": call["call_id"], "content": "42"}

@@ -14,6 +14,7 @@ import orjson
 
 from loom.errors import LoomError
 from loom.tools.extra_tools import CUSTOM_INPUT, ToolRoute, chat_tool_name
+from loom.tools.toolset import ToolSet
 
 
 class UnrunnableToolCall(LoomError):
@@ -56,3 +57,28 @@ def chat_call(item: dict[str, Any]) -> dict[str, Any]:
         "type": "function",
         "function": {"name": name, "arguments": arguments},
     }
+
+
+def native_custom_messages(
+    messages: list[dict[str, Any]], toolset: ToolSet
+) -> list[dict[str, Any]]:
+    """`messages` with the calls to native custom tools (`custom_tools: native`) in the chat
+    `custom` form those upstreams expect; unchanged when the turn offers none."""
+    native = {name for name, route in toolset.routes.items() if route.native}
+    if not native:
+        return messages
+    out = []
+    for message in messages:
+        calls = message.get("tool_calls")
+        if calls and any((c.get("function") or {}).get("name") in native for c in calls):
+            message = {**message, "tool_calls": [_native(c, native) for c in calls]}
+        out.append(message)
+    return out
+
+
+def _native(call: dict[str, Any], native: set[str]) -> dict[str, Any]:
+    function = call.get("function") or {}
+    if function.get("name") not in native:
+        return call
+    custom = {"name": function["name"], "input": custom_input(function.get("arguments") or "")}
+    return {"id": call["id"], "type": "custom", "custom": custom}

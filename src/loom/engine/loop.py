@@ -24,6 +24,7 @@ from typing import Any
 
 from loom.engine.approvals import ApprovedCall
 from loom.engine.chat_messages import items_to_messages
+from loom.engine.custom_calls import native_custom_messages
 from loom.engine.events import Event, EventSequencer
 from loom.engine.mcp_steps import McpCall, McpSteps
 from loom.engine.model_call import ModelCallStream
@@ -94,6 +95,7 @@ def _chat_body(
     turn: Turn, output: list[dict[str, Any]], tools_allowed: bool, first_call: bool
 ) -> dict[str, Any]:
     messages = turn.messages + items_to_messages(output) if output else turn.messages
+    messages = native_custom_messages(messages, turn.toolset)
     body: dict[str, Any] = {
         "model": turn.model.model,
         "messages": messages,

@@ -27,7 +27,7 @@ Item = dict[str, Any]
 
 @dataclass
 class _OpenItem:
-    kind: str  # "reasoning" | "message" | "call" | "custom" (a custom tool's call)
+    kind: str  # "reasoning" | "message" | "call" | "custom" | "custom_raw" (native custom)
     item: Item
     output_index: int
     parts: list[str] = field(default_factory=list)
@@ -111,6 +111,10 @@ class ModelCallStream:
             self.text += text
         elif opened.reasoning is not None:
             opened.reasoning.close(events)
+        elif opened.kind == "custom_raw":
+            item["input"] = text
+            events.append(self._seq.custom_input_done(item["id"], index, text))
+            self.calls.append(ToolCall(item, index))
         elif opened.kind == "custom":
             # The upstream streams `{"input": ...}` JSON; the item carries the string itself.
             value = custom_input(text)
@@ -192,13 +196,14 @@ class ModelCallStream:
 
     def _tool_call(self, call: dict[str, Any], events: list[Event]) -> None:
         index = call.get("index", 0)
-        function = call.get("function") or {}
+        # A native custom call (`custom_tools: native`) streams `custom.input`, raw text.
+        function = call.get("function") or call.get("custom") or {}
         if index not in self._calls_by_index:
             self._calls_by_index[index] = self._start_call(call, function, events)
         opened = self._calls_by_index[index]
         if opened is None:  # over the call budget: dropped
             return
-        arguments = function.get("arguments")
+        arguments = function.get("arguments") or function.get("input")
         if arguments and isinstance(opened, McpCallDraft):
             opened.parts.append(arguments)
         elif arguments:
@@ -208,12 +213,18 @@ class ModelCallStream:
                     opened.item["input"] = custom_input(
                         "".join(opened.parts) + arguments, opened.item["input"]
                     )
+                elif opened.kind == "custom_raw":
+                    opened.item["input"] += arguments
                 else:
                     opened.item["arguments"] += arguments
                 return
             opened.parts.append(arguments)
             if opened.kind == "custom":
                 return  # its input is sent whole when the call closes
+            if opened.kind == "custom_raw":
+                item_id, output_index = opened.item["id"], opened.output_index
+                events.append(self._seq.custom_input_delta(item_id, output_index, arguments))
+                return
             events.append(
                 self._seq.arguments_delta(
                     opened.item["type"], opened.item["id"], opened.output_index, arguments
@@ -243,7 +254,7 @@ class ModelCallStream:
             if route.namespace:
                 item["namespace"] = route.namespace
             item.update(name=route.name, input="", status="in_progress")
-            return self._open_item("custom", item, events)
+            return self._open_item("custom_raw" if route.native else "custom", item, events)
         item = {
             "type": "function_call",
             "id": new_id("fc"),

@@ -45,7 +45,8 @@ async def prepare_turn(
     conversation_id = req.conversation_id
     if not input_items and not req.previous_response_id and not conversation_id:
         raise InvalidRequestError("'input' is required.", param="input", code="missing_required")
-    toolset = build_toolset(req.tools, req.tool_choice)
+    native_custom = getattr(resolved.provider, "native_custom_tools", False)
+    toolset = build_toolset(req.tools, req.tool_choice, native_custom=native_custom)
     if history is None:
         history = await history_items(
             stores,

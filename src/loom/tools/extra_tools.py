@@ -13,6 +13,9 @@ name really is:
   such a pattern when it is regular (see lark_regex.py); one that is not (recursive rules,
   `%ignore`, ...) is shown to the model in the description and not enforced.
   The call becomes a `custom_tool_call` item whose `input` is that string;
+- an upstream configured with `custom_tools: native` (OpenAI's chat API takes them) gets
+  custom tools as chat `custom` tools with their grammar as given; their calls stream raw
+  input, which Loom relays as it comes;
 - a tool whose type Loom does not know is kept and echoed as given. When it has a `name`, it
   is offered like a function (its `parameters` if any), so a model that calls it gets a clear
   failure naming the tool instead of a call nobody can run.
@@ -40,6 +43,7 @@ class ToolRoute:
     name: str  # the tool's own name
     namespace: str | None = None
     tool_type: str | None = None  # for "unknown": the tool's declared type
+    native: bool = False  # a custom tool offered as a chat `custom` tool (see below)
 
 
 def chat_tool_name(namespace: str | None, name: str) -> str:
@@ -116,19 +120,31 @@ def _chat_function(name: str, description: str | None, parameters: Any) -> dict[
 
 
 def offer_custom(
-    raw: dict[str, Any], where: str, namespace: str | None = None
+    raw: dict[str, Any], where: str, namespace: str | None = None, native: bool = False
 ) -> tuple[str, dict[str, Any], ToolRoute]:
+    """A custom tool as a chat function; or, for an upstream that takes chat `custom`
+    tools (`custom_tools: native`), as one, its grammar passed on as given."""
     name = _require_name(raw, where)
-    schema, description = custom_tool_schema(raw, where)
+    schema, description = custom_tool_schema(raw, where)  # validates the format either way
     chat_name = chat_tool_name(namespace, name)
-    return (
-        chat_name,
-        _chat_function(chat_name, description, schema),
-        ToolRoute("custom", name, namespace),
-    )
+    route = ToolRoute("custom", name, namespace, native=native)
+    if not native:
+        return chat_name, _chat_function(chat_name, description, schema), route
+    custom: dict[str, Any] = {"name": chat_name}
+    if raw.get("description"):
+        custom["description"] = raw["description"]
+    fmt = raw.get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "grammar":
+        grammar = {"syntax": fmt["syntax"], "definition": fmt["definition"]}
+        custom["format"] = {"type": "grammar", "grammar": grammar}
+    else:
+        custom["format"] = {"type": "text"}
+    return chat_name, {"type": "custom", "custom": custom}, route
 
 
-def offer_namespace(raw: dict[str, Any], where: str) -> list[tuple[str, dict[str, Any], ToolRoute]]:
+def offer_namespace(
+    raw: dict[str, Any], where: str, native: bool = False
+) -> list[tuple[str, dict[str, Any], ToolRoute]]:
     """The chat functions of a `namespace` tool's nested function and custom tools."""
     namespace = _require_name(raw, where)
     nested = raw.get("tools")
@@ -150,7 +166,7 @@ def offer_namespace(raw: dict[str, Any], where: str) -> list[tuple[str, dict[str
                 )
             )
         elif kind == "custom":
-            offers.append(offer_custom(tool, twhere, namespace))
+            offers.append(offer_custom(tool, twhere, namespace, native))
         else:
             raise InvalidRequestError(
                 f"'{twhere}.type' must be 'function' or 'custom' inside a namespace.",

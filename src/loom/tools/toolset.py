@@ -109,7 +109,15 @@ def _named(choice: dict[str, Any], names: set[str], param: str) -> str:
     return name
 
 
-def build_toolset(tools: list[dict[str, Any]] | None, tool_choice: Any) -> ToolSet:
+def chat_tool_name_of(tool: dict[str, Any]) -> str:
+    """The name of a chat tool, a `function` or a native `custom` one."""
+    return (tool.get("function") or tool.get("custom") or {}).get("name", "")
+
+
+def build_toolset(
+    tools: list[dict[str, Any]] | None, tool_choice: Any, *, native_custom: bool = False
+) -> ToolSet:
+    """`native_custom`: the upstream takes chat `custom` tools (see extra_tools)."""
     toolset = ToolSet()
     for i, raw in enumerate(tools or []):
         where = f"tools[{i}]"
@@ -132,11 +140,11 @@ def build_toolset(tools: list[dict[str, Any]] | None, tool_choice: Any) -> ToolS
             toolset.mcp_servers[server.label] = server
             toolset.echo.append(echo)
         elif kind == "namespace":
-            for offer in offer_namespace(raw, where):
+            for offer in offer_namespace(raw, where, native_custom):
                 toolset._offer(*offer, where)
             toolset.echo.append(raw)
         elif kind == "custom":
-            toolset._offer(*offer_custom(raw, where), where)
+            toolset._offer(*offer_custom(raw, where, native=native_custom), where)
             toolset.echo.append(raw)
         elif isinstance(kind, str):
             # Kept and echoed; a model that calls it gets a clear failure (see extra_tools).
@@ -166,7 +174,11 @@ def _apply_tool_choice(toolset: ToolSet, choice: Any) -> None:
     kind = choice.get("type")
     if kind in ("function", "custom"):
         name = _named(choice, toolset.function_names, "tool_choice.name")
-        toolset.chat_tool_choice = {"type": "function", "function": {"name": name}}
+        route = toolset.route(name)
+        if route is not None and route.native:
+            toolset.chat_tool_choice = {"type": "custom", "custom": {"name": name}}
+        else:
+            toolset.chat_tool_choice = {"type": "function", "function": {"name": name}}
     elif kind == "mcp":
         label = choice.get("server_label")
         if label not in toolset.mcp_servers:
@@ -195,7 +207,7 @@ def _apply_tool_choice(toolset: ToolSet, choice: Any) -> None:
             for i, t in enumerate(allowed)
             if isinstance(t, dict) and t.get("type") in ("function", "custom")
         }
-        toolset.chat_tools = [t for t in toolset.chat_tools if t["function"]["name"] in keep]
+        toolset.chat_tools = [t for t in toolset.chat_tools if chat_tool_name_of(t) in keep]
         toolset.mcp_choice = _allowed_mcp(allowed, toolset)
         toolset.chat_tool_choice = mode
     else:
