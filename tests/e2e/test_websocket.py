@@ -18,6 +18,7 @@ from websockets.sync.client import connect
 from tests.conftest import run_loom
 from tests.e2e.test_mcp import BOILING, QUESTION
 from tests.e2e.test_mcp_approvals import RECORDED_TOOLS, answer, tools_for
+from tests.support.keys import ALICE_KEY, BOB_KEY, authed_env, http
 from tests.support.upstream import Recordings, Turn
 from tests.support.ws import create, read_event, read_response, send_create, validated, ws_url
 
@@ -314,3 +315,28 @@ def test_binary_messages_and_many_lanes(ws, upstream):
     for n in range(5):  # a fresh lane per request: each ends when its queue is empty
         final = create(ws, model=MODEL, input=f"lane {n}", stream_id=f"lane-{n}")
         assert final["status"] == "completed"
+
+
+@pytest.fixture(scope="module")
+def authed_loom(loom_env, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ws-auth")
+    env = authed_env(loom_env, workdir, f"sqlite+aiosqlite:///{workdir / 'loom.db'}")
+    with run_loom(env) as server:
+        yield server
+
+
+def test_websocket_needs_a_key_and_keeps_owners_apart(authed_loom, upstream):
+    with pytest.raises(InvalidStatus) as refused:  # no key: the upgrade is refused
+        connect(ws_url(authed_loom), open_timeout=10)
+    assert refused.value.response.status_code == 403
+    upstream.script(Turn(text="Alice's."))
+    alice = {"Authorization": f"Bearer {ALICE_KEY}"}
+    with connect(ws_url(authed_loom), additional_headers=alice) as socket:
+        mine = create(socket, model=MODEL, input="mine")
+    with http(authed_loom, ALICE_KEY) as client:
+        assert client.get(f"/v1/responses/{mine['id']}").status_code == 200
+    bob = {"Authorization": f"Bearer {BOB_KEY}"}
+    with connect(ws_url(authed_loom), additional_headers=bob) as socket:
+        send_create(socket, model=MODEL, input="steal", previous_response_id=mine["id"])
+        (error,) = read_response(socket)
+        assert error["error"]["code"] == "previous_response_not_found"

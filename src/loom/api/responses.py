@@ -41,6 +41,7 @@ async def begin_turn(
         settings=svc.settings,
         models=svc.models,
         stores=svc.stores,
+        url_policy=svc.url_policy,
         history=history,
     )
     persist = turn_saver(svc.stores, who, prepared, req.store)

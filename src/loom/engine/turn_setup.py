@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from loom.config import Settings
@@ -17,7 +18,10 @@ from loom.engine.mcp_steps import reuse_listings
 from loom.engine.request import CreateResponse, chat_params, response_skeleton
 from loom.errors import InvalidRequestError
 from loom.inference.registry import ModelRegistry
+from loom.security.limits import check_count
+from loom.security.url_guard import UrlPolicy
 from loom.store import Stores
+from loom.tools.mcp_client import McpClients
 from loom.tools.toolset import build_toolset
 
 
@@ -36,10 +40,13 @@ async def prepare_turn(
     settings: Settings,
     models: ModelRegistry,
     stores: Stores,
+    url_policy: UrlPolicy,
     history: list[dict[str, Any]] | None = None,
 ) -> PreparedTurn:
     """`history`, when given, is the turn's history already at hand (a WebSocket connection
     keeps its last responses in memory); otherwise it is read from the store."""
+    check_count(req.input, settings.limits.max_input_items, "input")
+    check_count(req.tools, settings.limits.max_tools, "tools")
     resolved = await models.resolve(req.model)
     input_items = normalize_input(req.input)
     conversation_id = req.conversation_id
@@ -47,6 +54,7 @@ async def prepare_turn(
         raise InvalidRequestError("'input' is required.", param="input", code="missing_required")
     native_custom = getattr(resolved.provider, "native_custom_tools", False)
     toolset = build_toolset(req.tools, req.tool_choice, native_custom=native_custom)
+    await _check_mcp_urls(req.tools, url_policy, settings.mcp_timeout)
     if history is None:
         history = await history_items(
             stores,
@@ -86,5 +94,13 @@ async def prepare_turn(
         max_iterations=settings.max_tool_iterations,
         approved=approved,
         mcp_timeout=settings.mcp_timeout,
+        connect_mcp=partial(McpClients, policy=url_policy),
     )
     return PreparedTurn(turn, input_items, conversation_id, history)
+
+
+async def _check_mcp_urls(tools: list[Any] | None, policy: UrlPolicy, timeout: float) -> None:
+    """Refuse, before anything runs, an MCP server the URL guard would not connect to."""
+    for i, raw in enumerate(tools or []):
+        if raw.get("type") == "mcp":
+            await policy.check_url(raw["server_url"], f"tools[{i}].server_url", timeout)
