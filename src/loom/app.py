@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom import __version__
-from loom.api import chat, conversations, embeddings, health, models, responses
+from loom.api import chat, conversations, embeddings, health, models, prompts, responses
 from loom.api.body import param_of
 from loom.api.json import OrjsonResponse
 from loom.config import Settings
@@ -79,7 +79,7 @@ def build_app(settings: Settings) -> FastAPI:
         default_response_class=OrjsonResponse,
     )
     _install_error_handlers(app)
-    for module in (models, chat, embeddings, health, responses, conversations):
+    for module in (models, chat, embeddings, health, responses, conversations, prompts):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(TestIdMiddleware)
     return app

@@ -36,6 +36,8 @@ class ProviderSettings(_Strict):
     models: list[str] | None = None
     timeout: float = 600.0
     connect_timeout: float = 10.0
+    # Context windows in tokens per model name, for `truncation`; else the upstream's /models.
+    context_windows: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod

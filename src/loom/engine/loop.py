@@ -71,6 +71,7 @@ class Turn:
     max_iterations: int = 10
     approved: list[ApprovedCall] = field(default_factory=list)  # MCP calls to run first
     mcp_timeout: float = 30.0
+    logprobs: bool = False  # `include` asked for logprobs on output text
 
 
 def _snapshot(response: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +144,8 @@ async def _model_events(
         held.clear()
         if first is not None:
             usage.add(first.get("usage"))
+            if first.get("service_tier"):  # the tier the backend actually used
+                turn.response["service_tier"] = first["service_tier"]
             for event in call.feed(first):
                 yield event
             async for chunk in chunks:
@@ -201,7 +204,9 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
                 held.append(event)
             for iteration in range(turn.max_iterations):
                 budget = None if turn.max_tool_calls is None else turn.max_tool_calls - calls_made
-                call = ModelCallStream(seq, output, turn.toolset, budget, turn.parallel_tool_calls)
+                call = ModelCallStream(
+                    seq, output, turn.toolset, budget, turn.parallel_tool_calls, turn.logprobs
+                )
                 body = _chat_body(
                     turn,
                     output,

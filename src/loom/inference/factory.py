@@ -18,6 +18,7 @@ def build_providers(settings: Settings) -> list[Provider]:
             models=p.models,
             timeout=p.timeout,
             connect_timeout=p.connect_timeout,
+            context_windows=p.context_windows,
         )
         for p in settings.providers
     ]

@@ -20,6 +20,8 @@ from loom.inference.sse_reader import iter_sse_json
 
 _MODEL_LIST_TTL = 60.0
 _POOLS = 8
+# Where OpenAI-compatible servers put a model's context window in their `/models` entries.
+_WINDOW_KEYS = ("context_window", "context_length", "max_model_len", "max_context_length")
 
 
 class OpenAICompatProvider:
@@ -32,11 +34,13 @@ class OpenAICompatProvider:
         timeout: float = 600.0,
         connect_timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        context_windows: dict[str, int] | None = None,
     ):
         self.name = name
         self.base_url = base_url.rstrip("/")
         self._static_models = list(models) if models else None
-        self._listed: tuple[float, list[str] | None] | None = None
+        self._windows = dict(context_windows or {})
+        self._listed: tuple[float, tuple[list[str] | None, dict[str, int]]] | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # Several small connection pools instead of one big one: httpcore scans every
         # pooled connection (and, for idle ones, every connection again) each time a
@@ -86,17 +90,34 @@ class OpenAICompatProvider:
     async def list_models(self) -> list[str] | None:
         if self._static_models is not None:
             return self._static_models
+        return (await self._listing())[0]
+
+    async def context_window(self, model: str) -> int | None:
+        """The model's context window in tokens: from the configuration, else from what the
+        upstream's `/models` says (OpenRouter/Together `context_length`, vLLM
+        `max_model_len`, LM Studio `max_context_length`, `context_window`), else None."""
+        if model in self._windows:
+            return self._windows[model]
+        return (await self._listing())[1].get(model)
+
+    async def _listing(self) -> tuple[list[str] | None, dict[str, int]]:
         now = time.monotonic()
         if self._listed and now - self._listed[0] < _MODEL_LIST_TTL:
             return self._listed[1]
+        windows: dict[str, int] = {}
         try:
             response = await self._client.get("/models")
             response.raise_for_status()
-            listed = [m["id"] for m in orjson.loads(response.content).get("data", [])]
+            entries = orjson.loads(response.content).get("data", [])
+            listed = [m["id"] for m in entries]
+            for entry in entries:
+                window = next((entry[k] for k in _WINDOW_KEYS if k in entry), None)
+                if isinstance(window, int) and not isinstance(window, bool) and window > 0:
+                    windows[entry["id"]] = window
         except (httpx.HTTPError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             listed = None
-        self._listed = (now, listed)
-        return listed
+        self._listed = (now, (listed, windows))
+        return listed, windows
 
     async def chat(self, body: Json) -> Json:
         return await self._post_json("/chat/completions", body)

@@ -12,6 +12,7 @@ from loom.store.chat_completions import ChatCompletionStore
 from loom.store.conversations import ConversationStore
 from loom.store.db import Database
 from loom.store.errors import DuplicateIdError
+from loom.store.prompts import PromptStore, StaleVersionError, UnknownVersionError
 from loom.store.responses import ResponseStore
 
 __all__ = [
@@ -19,8 +20,11 @@ __all__ = [
     "ConversationStore",
     "Database",
     "DuplicateIdError",
+    "PromptStore",
     "ResponseStore",
+    "StaleVersionError",
     "Stores",
+    "UnknownVersionError",
     "open_stores",
 ]
 
@@ -31,10 +35,17 @@ class Stores:
     chat_completions: ChatCompletionStore
     responses: ResponseStore
     conversations: ConversationStore
+    prompts: PromptStore
 
     @classmethod
     def on(cls, db: Database) -> Stores:
-        return cls(db, ChatCompletionStore(db), ResponseStore(db), ConversationStore(db))
+        return cls(
+            db,
+            ChatCompletionStore(db),
+            ResponseStore(db),
+            ConversationStore(db),
+            PromptStore(db),
+        )
 
     async def close(self) -> None:
         await self.db.close()
