@@ -7,7 +7,7 @@ is which; the README table is rendered from it (`python -m loom.engine.params`) 
 checks that the two agree, and that every field of the `openai` SDK's create params is here.
 
 Two columns: a remote OpenAI-compatible provider, and the embedded `local` model (which
-refuses what llama.cpp cannot do; see `inference/local_request.py`).
+refuses what llama.cpp cannot do; see `inference/local/request.py`).
 """
 
 from __future__ import annotations
