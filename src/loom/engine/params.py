@@ -134,7 +134,7 @@ CHAT_FIELDS: tuple[FieldRule, ...] = (
     _r("max_tokens", F, H, "generation stops there"),
     _r("messages", F, H, "rendered with the model's chat template"),
     _r("metadata", H, H, "stored with the completion (`store`), not sent upstream"),
-    _r("modalities", F, R, "the embedded model writes text only; `['text']` is accepted"),
+    _r("modalities", F, H, "the embedded model writes text: only `['text']` is accepted"),
     _r("model", H, H, "`provider/model` picks the provider; the provider's name is sent"),
     _r("moderation", F, R, "moderation is not run by the embedded model"),
     _r("n", F, H, "the embedded model generates one choice: `n` must be 1"),

@@ -113,6 +113,7 @@ class LocalProvider:
 
     async def chat(self, body: Json) -> Json:
         """The streaming path, consumed: the same generation, returned as one ChatCompletion."""
+        check_fields(body)  # before its stream options are replaced
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         first: Json | None = None
         texts: list[str] = []
