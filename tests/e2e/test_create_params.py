@@ -405,3 +405,34 @@ def test_chat_field(name, loom_server, upstream):
     else:
         assert rule.remote == "honored"
         _chat_honored(name, loom_server.url, body, upstream)
+
+
+def test_logprobs_stream_on_deltas_and_done_events(loom_server, upstream):
+    upstream.script(Turn(text="All good here."))
+    body = {
+        "model": MODEL,
+        "input": "Hi",
+        "stream": True,
+        "include": ["message.output_text.logprobs"],
+        "top_logprobs": 2,
+    }
+    with httpx.stream("POST", f"{loom_server.url}/v1/responses", json=body, timeout=30) as r:
+        events = parse_sse(r.read())
+    final = validate_stream(events)
+    deltas = [data for _, data in events if data["type"] == "response.output_text.delta"]
+    assert [d["logprobs"][0]["token"] for d in deltas] == ["All", " good", " here."]
+    assert all(len(d["logprobs"][0]["top_logprobs"]) == 2 for d in deltas)
+    done = next(data for _, data in events if data["type"] == "response.output_text.done")
+    assert done["logprobs"] == final["output"][0]["content"][0]["logprobs"]
+    assert [p["token"] for p in done["logprobs"]] == ["All", " good", " here."]
+    assert upstream.requests[-1]["logprobs"] is True
+
+
+def test_no_logprobs_without_include(loom_server, upstream):
+    # top_logprobs alone is forwarded, but, as on OpenAI, logprobs are shown only when
+    # `include` asks for them.
+    upstream.script(Turn(text="All good."))
+    body = {"model": MODEL, "input": "Hi", "top_logprobs": 2}
+    data = post(loom_server.url, "/v1/responses", body).json()
+    assert data["output"][0]["content"][0]["logprobs"] == []
+    assert data["top_logprobs"] == 2
