@@ -93,11 +93,14 @@ class OpenAICompatProvider:
         return (await self._listing())[0]
 
     async def context_window(self, model: str) -> int | None:
-        """The model's context window in tokens: from the configuration, else from what the
-        upstream's `/models` says (OpenRouter/Together `context_length`, vLLM
-        `max_model_len`, LM Studio `max_context_length`, `context_window`), else None."""
+        """The model's context window in tokens: from the configuration, else (unless the
+        models are configured too) from what the upstream's `/models` says (OpenRouter's
+        `context_length`, vLLM's `max_model_len`, LM Studio's `max_context_length`, or
+        `context_window`), else None."""
         if model in self._windows:
             return self._windows[model]
+        if self._static_models is not None:  # models are configured: /models is not asked
+            return None
         return (await self._listing())[1].get(model)
 
     async def _listing(self) -> tuple[list[str] | None, dict[str, int]]:
