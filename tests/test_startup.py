@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from loom.config import load_settings
-from loom.startup import is_loopback, summary
+from loom.startup import is_loopback, stored_key_count, summary
 from tests.support.servers import free_port
 
 
@@ -79,3 +79,19 @@ def test_loom_serve_prints_the_summary_first(tmp_path: Path):
     assert seen[1] == "  models:   none configured"
     assert seen[2] == f"  database: sqlite+aiosqlite:///{tmp_path}/loom.db"
     assert seen[-1].startswith("WARNING: listening on 0.0.0.0, beyond loopback, with auth off")
+
+
+def test_auth_on_from_configured_or_stored_keys_and_no_warning():
+    settings = settings_for(
+        LOOM_LOCAL_MODELS="off", LOOM_HOST="0.0.0.0", LOOM_API_KEYS="sk-abc=ann"
+    )
+    text = summary(settings)
+    assert "auth:     on: requests need an API key (1 configured, 0 in the database" in text
+    assert "WARNING" not in text and "sk-abc" not in text
+    stored = summary(settings_for(LOOM_LOCAL_MODELS="off", LOOM_HOST="0.0.0.0"), stored_keys=2)
+    assert "(0 configured, 2 in the database, admin API off)" in stored
+    assert "WARNING" not in stored
+
+
+async def test_stored_key_count_of_a_fresh_database_is_zero(tmp_path: Path):
+    assert await stored_key_count(f"sqlite+aiosqlite:///{tmp_path}/fresh.db") == 0

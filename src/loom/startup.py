@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from loom import __version__
 from loom.config import Settings, data_dir
+from loom.store import ApiKeyStore, Database
 
 
 def is_loopback(host: str) -> bool:
@@ -25,11 +26,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def auth_enabled(settings: Settings) -> bool:
-    """Whether requests must carry an API key. (Keys arrive with the auth settings; a
-    Settings without them serves every request as the anonymous owner.)"""
-    auth = getattr(settings, "auth", None)
-    return bool(auth and (getattr(auth, "api_keys", None) or getattr(auth, "admin_key", None)))
+async def stored_key_count(db_url: str) -> int:
+    """Active API keys in the database (made with `loom keys create`); 0 if it has none yet."""
+    try:
+        db = await Database.connect(db_url)
+    except Exception:  # unreachable: serving will fail with the real error right after
+        return 0
+    try:
+        return await ApiKeyStore(db).count_active()
+    except Exception:  # a database not migrated yet holds no keys
+        return 0
+    finally:
+        await db.close()
+
+
+def _auth(settings: Settings, stored_keys: int) -> str | None:
+    """How requests are authenticated, or None when auth is off."""
+    auth = settings.auth
+    if not (auth.api_keys or auth.admin_key or stored_keys):
+        return None
+    admin = "on" if auth.admin_key else "off"
+    return (
+        f"on: requests need an API key ({len(auth.api_keys)} configured, {stored_keys} in "
+        f"the database, admin API {admin})"
+    )
 
 
 def _models(settings: Settings) -> list[str]:
@@ -50,12 +70,13 @@ def _database(url: str) -> str:
         return url.split("@")[-1]
 
 
-def summary(settings: Settings) -> str:
-    """The start-up block, as printed by `loom serve`."""
+def summary(settings: Settings, stored_keys: int = 0) -> str:
+    """The start-up block, as printed by `loom serve`; `stored_keys` is what
+    `stored_key_count` found."""
     host = settings.host
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{settings.port}"
-    auth = auth_enabled(settings)
+    auth = _auth(settings, stored_keys)
     models = _models(settings)
     lines = [
         f"Loom {__version__}: the OpenAI API at {base}/v1",
@@ -63,14 +84,13 @@ def summary(settings: Settings) -> str:
         *(f"            {line}" for line in models[1:]),
         f"  database: {_database(settings.db_url)}",
         f"  data dir: {data_dir()}",
-        "  auth:     "
-        + ("on: requests need an API key" if auth else "off: every request is the anonymous owner"),
+        f"  auth:     {auth or 'off: every request is the anonymous owner'}",
         f"  docs:     {base}/docs and {base}/openapi.json",
         f"  console:  {base}/console",
     ]
     if settings.inference_mode != "live":
         lines.append(f"  record:   {settings.inference_mode} in {settings.recordings_dir}")
-    if not auth and not is_loopback(host):
+    if auth is None and not is_loopback(host):
         lines.append(
             f"WARNING: listening on {host}, beyond loopback, with auth off: anyone who can "
             "reach this port can use these models and read what is stored."

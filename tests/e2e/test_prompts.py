@@ -9,31 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loom.app import build_app
-from loom.config import load_settings
+from tests.conftest import run_loom
 from tests.support.schemas import validate_response
-from tests.support.servers import serve
 from tests.support.upstream import Turn
 
 MODEL = "openai/gpt-4o"
 IMAGE = "https://example.com/cat.png"
 PDF = "data:application/pdf;base64," + base64.b64encode(b"%PDF-1.4 tiny").decode()
-
-
-class OwnerFromHeader:
-    """Test-only ASGI wrapper: the request's owner comes from `X-Test-Owner`, standing in for
-    the API-key principal until authentication exists. Routes read the owner exactly as
-    they will then (request.state.owner, through the `owner` dependency)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            for key, value in scope["headers"]:
-                if key == b"x-test-owner":
-                    scope.setdefault("state", {})["owner"] = value.decode()
-        await self.app(scope, receive, send)
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +27,16 @@ def base(upstream_server, tmp_path_factory) -> Iterator[str]:
         "OPENAI_BASE_URL": f"{server.url}/v1",
         "LOOM_DB_URL": f"sqlite+aiosqlite:///{db}",
         "LOOM_LOCAL_MODELS": "off",
+        # Two real API keys: each request's owner is its key's principal.
+        "LOOM_API_KEYS": "sk-alice-key=alice,sk-bob-key=bob",
     }
-    with serve(OwnerFromHeader(build_app(load_settings(env=env)))) as loom:
+    with run_loom(env) as loom:
         yield loom.url
 
 
 def call(base: str, method: str, path: str, owner: str = "alice", **kw) -> httpx.Response:
-    return httpx.request(
-        method, f"{base}/v1{path}", headers={"X-Test-Owner": owner}, timeout=30, **kw
-    )
+    headers = {"Authorization": f"Bearer sk-{owner}-key"}
+    return httpx.request(method, f"{base}/v1{path}", headers=headers, timeout=30, **kw)
 
 
 def create_prompt(base: str, text: str, owner: str = "alice", **extra) -> dict:
@@ -198,6 +181,11 @@ def test_undeclared_variables_are_refused(base):
         base, "POST", "/prompts", json={"prompt": "Hi {{name}} {{x}}", "variables": ["name"]}
     )
     assert response.status_code == 400 and response.json()["error"]["param"] == "variables"
+
+
+def test_no_key_no_prompts(base):
+    response = httpx.get(f"{base}/v1/prompts", timeout=30)
+    assert response.status_code == 401
 
 
 def test_another_owners_prompt_is_404(base, upstream):

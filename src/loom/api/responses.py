@@ -28,7 +28,12 @@ async def create_response(
 ):
     req, _ = await parse_body(request, CreateResponse)
     prepared = await prepare_turn(
-        req, owner=who, settings=svc.settings, models=svc.models, stores=svc.stores
+        req,
+        owner=who,
+        settings=svc.settings,
+        models=svc.models,
+        stores=svc.stores,
+        url_policy=svc.url_policy,
     )
     persist = turn_saver(svc.stores, who, prepared, req.store)
     events = run_turn(prepared.turn)

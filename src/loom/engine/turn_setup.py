@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from loom.config import Settings
@@ -29,7 +30,10 @@ from loom.engine.request import (
 from loom.engine.truncation import estimate_tokens, estimate_tools, fit_items
 from loom.errors import InvalidRequestError, NotFoundError
 from loom.inference.registry import ModelRegistry, ResolvedModel
+from loom.security.limits import check_count
+from loom.security.url_guard import UrlPolicy
 from loom.store import Stores
+from loom.tools.mcp_client import McpClients
 from loom.tools.toolset import ToolSet, build_toolset
 
 Item = dict[str, Any]
@@ -106,7 +110,10 @@ async def prepare_turn(
     settings: Settings,
     models: ModelRegistry,
     stores: Stores,
+    url_policy: UrlPolicy,
 ) -> PreparedTurn:
+    check_count(req.input, settings.limits.max_input_items, "input")
+    check_count(req.tools, settings.limits.max_tools, "tools")
     resolved = await models.resolve(req.model)
     input_items = normalize_input(req.input)
     rendered = await _render_prompt(req, owner, stores)
@@ -121,6 +128,7 @@ async def prepare_turn(
     params = chat_params(req)
     _check_params(resolved, params)
     toolset = build_toolset(req.tools, req.tool_choice)
+    await _check_mcp_urls(req.tools, url_policy, settings.mcp_timeout)
     history = await history_items(
         stores,
         owner,
@@ -151,6 +159,14 @@ async def prepare_turn(
         max_iterations=settings.max_tool_iterations,
         approved=approved,
         mcp_timeout=settings.mcp_timeout,
+        connect_mcp=partial(McpClients, policy=url_policy),
         logprobs=LOGPROBS_INCLUDE in (req.include or ()),
     )
     return PreparedTurn(turn, input_items, conversation_id)
+
+
+async def _check_mcp_urls(tools: list[Any] | None, policy: UrlPolicy, timeout: float) -> None:
+    """Refuse, before anything runs, an MCP server the URL guard would not connect to."""
+    for i, raw in enumerate(tools or []):
+        if raw.get("type") == "mcp":
+            await policy.check_url(raw["server_url"], f"tools[{i}].server_url", timeout)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from loom.store.api_keys import ApiKeyStore
 from loom.store.chat_completions import ChatCompletionStore
 from loom.store.conversations import ConversationStore
 from loom.store.db import Database
@@ -16,6 +17,7 @@ from loom.store.prompts import PromptStore, StaleVersionError, UnknownVersionErr
 from loom.store.responses import ResponseStore
 
 __all__ = [
+    "ApiKeyStore",
     "ChatCompletionStore",
     "ConversationStore",
     "Database",
@@ -35,6 +37,7 @@ class Stores:
     chat_completions: ChatCompletionStore
     responses: ResponseStore
     conversations: ConversationStore
+    api_keys: ApiKeyStore
     prompts: PromptStore
 
     @classmethod
@@ -44,6 +47,7 @@ class Stores:
             ChatCompletionStore(db),
             ResponseStore(db),
             ConversationStore(db),
+            ApiKeyStore(db),
             PromptStore(db),
         )
 
