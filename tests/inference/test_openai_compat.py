@@ -144,3 +144,21 @@ async def test_context_windows_from_config_then_from_models_listing():
     assert await static.context_window("router-model") is None
     assert calls == ["/v1/models"]  # configured models: /models is not asked
     await static.aclose()
+
+
+async def test_upstream_context_length_error_keeps_its_code():
+    body = {
+        "error": {
+            "message": "This model's maximum context length is 8192 tokens.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
+    up = provider(lambda request: httpx.Response(400, json=body))
+    with pytest.raises(UpstreamError) as caught:
+        await up.chat({"model": "m", "messages": []})
+    assert caught.value.status_code == 400
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.error_type == "invalid_request_error"
+    await up.aclose()

@@ -72,6 +72,7 @@ class OpenAICompatProvider:
 
     def _status_error(self, status: int, body: bytes) -> UpstreamError:
         detail = body[:2000].decode("utf-8", "replace")
+        code = None
         try:
             parsed = orjson.loads(body)
             err = parsed.get("error") if isinstance(parsed, dict) else None
@@ -79,10 +80,13 @@ class OpenAICompatProvider:
                 detail = str(err["message"])
             elif isinstance(err, str):
                 detail = err
+            # A context that does not fit keeps OpenAI's code, so clients can react to it.
+            if isinstance(err, dict) and err.get("code") == "context_length_exceeded":
+                code = "context_length_exceeded"
         except orjson.JSONDecodeError:
             pass
         return UpstreamError(
-            f"provider '{self.name}' returned HTTP {status}: {detail}", status=status
+            f"provider '{self.name}' returned HTTP {status}: {detail}", status=status, code=code
         )
 
     # -- Provider -------------------------------------------------------------------------
