@@ -102,3 +102,10 @@ def test_check_fields_refuses_unknown_fields():
     with pytest.raises(InvalidRequestError) as caught:
         check_fields({"model": "m", "messages": MESSAGES, "mirostat": 2})
     assert caught.value.param == "mirostat"
+
+
+def test_logprobs_include_refused_by_the_local_model(local_url):
+    body = {"model": MODEL, "input": "Hi", "include": ["message.output_text.logprobs"]}
+    response = httpx.post(f"{local_url}/v1/responses", json=body, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "include"

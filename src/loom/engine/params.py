@@ -50,9 +50,9 @@ RESPONSES_FIELDS: tuple[FieldRule, ...] = (
         "include",
         H,
         H,
-        "`message.output_text.logprobs` asks the backend for logprobs and "
-        "puts them on output text; `reasoning.encrypted_content` is refused; items are always "
-        "returned whole",
+        "`message.output_text.logprobs` asks the backend for logprobs and puts them on "
+        "output text (refused by the embedded model); `reasoning.encrypted_content` is "
+        "refused; items are always returned whole",
     ),
     _r("input", H, H, "translated to chat messages"),
     _r("instructions", H, H, "the first (system) message; not carried to the next response"),
