@@ -156,7 +156,8 @@ def chat_params(req: CreateResponse) -> dict[str, Any]:
             params[name] = value
     if wants_logprobs(req):
         params["logprobs"] = True
-        params["top_logprobs"] = req.top_logprobs or 0
+        if req.top_logprobs is not None:
+            params["top_logprobs"] = req.top_logprobs
     if req.text is not None and req.text.verbosity is not None:
         params["verbosity"] = req.text.verbosity
     if req.temperature is not None:
