@@ -13,7 +13,7 @@ from loom import __version__
 from loom.api import chat, conversations, embeddings, health, models, responses
 from loom.api.body import param_of
 from loom.api.json import OrjsonResponse
-from loom.config import Settings
+from loom.config import Settings, load_settings
 from loom.errors import LoomError
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
@@ -66,6 +66,7 @@ def build_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         stores = await open_stores(settings.db_url)
         app.state.services = Services(settings=settings, models=registry, stores=stores)
+        await app.state.services.start()
         try:
             yield
         finally:
@@ -83,3 +84,9 @@ def build_app(settings: Settings) -> FastAPI:
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(TestIdMiddleware)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker of `loom serve --workers N`, built from the config file and
+    environment that the parent process set."""
+    return build_app(load_settings())

@@ -67,6 +67,13 @@ class Settings(_Strict):
     )
     mcp_timeout: float = 30.0
     max_tool_iterations: int = 10
+    # Background responses: a replica renews its lease on the work it runs every third of
+    # `lease_seconds`; another replica settles the work once the lease has lapsed.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    # How long SIGTERM waits for in-flight turns before ending them.
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    # A background response's events go to the database at most this often (batched).
+    event_flush_interval: float = Field(default=0.02, ge=0)
 
     def provider(self, name: str) -> ProviderSettings | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -87,6 +94,9 @@ _ENV_FIELDS = {
     "LOOM_RECORDINGS_DIR": "recordings_dir",
     "LOOM_MCP_TIMEOUT": "mcp_timeout",
     "LOOM_MAX_TOOL_ITERATIONS": "max_tool_iterations",
+    "LOOM_LEASE_SECONDS": "lease_seconds",
+    "LOOM_SHUTDOWN_GRACE": "shutdown_grace",
+    "LOOM_EVENT_FLUSH_INTERVAL": "event_flush_interval",
 }
 
 

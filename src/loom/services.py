@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
+from loom.api.sse import typed_event_bytes
 from loom.api.turn_runner import TurnRunner
 from loom.config import Settings
+from loom.engine.background import BackgroundRunner
+from loom.engine.event_hub import EventHub
+from loom.engine.replica import Replica
 from loom.inference.registry import ModelRegistry
 from loom.store import Stores
 
@@ -16,8 +21,29 @@ class Services:
     models: ModelRegistry
     stores: Stores
     turns: TurnRunner = field(default_factory=TurnRunner)
+    hub: EventHub = field(default_factory=EventHub)
+    background: BackgroundRunner = field(init=False)
+    replica: Replica = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.background = BackgroundRunner(
+            self.settings,
+            self.models,
+            self.stores,
+            typed_event_bytes,
+            self.hub,
+            replica_id=f"replica_{uuid.uuid4().hex[:12]}",
+        )
+        self.replica = Replica(self.background, self.settings.db_url)
+
+    async def start(self) -> None:
+        await self.replica.start()
 
     async def aclose(self) -> None:
-        await self.turns.aclose()
+        """Drain: background runs get the grace period, then go back to the queue."""
+        grace = self.settings.shutdown_grace
+        await self.replica.drain(grace)
+        await self.replica.aclose()
+        await self.turns.aclose(timeout=grace)
         await self.models.aclose()
         await self.stores.db.close()

@@ -34,7 +34,11 @@ async def prepare_turn(
     settings: Settings,
     models: ModelRegistry,
     stores: Stores,
+    response_id: str | None = None,
+    created_at: int | None = None,
 ) -> PreparedTurn:
+    """`response_id` and `created_at` are given when a queued background response is run
+    again from its stored request."""
     resolved = await models.resolve(req.model)
     input_items = normalize_input(req.input)
     conversation_id = req.conversation_id
@@ -52,8 +56,8 @@ async def prepare_turn(
     reuse_listings(toolset, history + input_items)
     response = response_skeleton(
         req,
-        response_id=new_id("resp"),
-        created_at=int(time.time()),
+        response_id=response_id or new_id("resp"),
+        created_at=created_at or int(time.time()),
         tools=toolset.echo,
         tool_choice=toolset.echo_tool_choice,
     )

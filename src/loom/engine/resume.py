@@ -1,0 +1,82 @@
+"""Read a background response as it stands, on any replica: its state, and its stream.
+
+`follow` replays the stored events after a sequence number, then waits for more (woken
+by the `EventHub`, which local writes and other replicas' notifications feed, with a
+timer as a backstop) until the terminal event, or until the job is done (a cancelled
+response ends without one). `current` is the stored response with the state of its job
+and, while it runs, the output folded from its events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from loom.engine.event_fold import fold_output, is_terminal
+from loom.engine.event_hub import EventHub
+from loom.store.background import BackgroundStore
+
+BATCH = 1000
+BACKSTOP = 1.0  # seconds: re-read even without a wake-up (a notification can be lost)
+
+
+async def follow(
+    store: BackgroundStore, hub: EventHub, owner: str, response_id: str, after: int
+) -> AsyncIterator[bytes]:
+    cursor = after
+    while True:
+        waiter = hub.waiter(response_id)
+        try:
+            job = await store.job(owner, response_id)
+            done = job is None or job["state"] == "done"
+            while True:
+                rows = await store.events_after(response_id, cursor, BATCH)
+                if rows:
+                    cursor = rows[-1][0]
+                    yield b"".join(frame for _, frame in rows)
+                    if is_terminal(rows[-1][1]):
+                        return
+                if len(rows) < BATCH:
+                    break
+            if done:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), BACKSTOP)
+        finally:
+            hub.forget(response_id, waiter)
+
+
+async def current(store: BackgroundStore, owner: str, response: dict[str, Any]) -> dict[str, Any]:
+    """The response as it stands: a running one shows its output so far."""
+    if not response.get("background") or response["status"] not in ("queued", "in_progress"):
+        return response
+    job = await store.job(owner, response["id"])
+    if job is None or job["state"] == "queued":
+        return response
+    if job["state"] == "done":  # ended between the two reads: the caller reads again
+        return response
+    frames = [frame for _, frame in await store.events_after(response["id"], -1, 100_000)]
+    return {**response, "status": "in_progress", "output": fold_output(frames)}
+
+
+async def wait_done(
+    store: BackgroundStore, hub: EventHub, owner: str, response_id: str, timeout: float
+) -> bool:
+    """Wait until the response's job is done (its replica acted on a cancel)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        waiter = hub.waiter(response_id)
+        try:
+            job = await store.job(owner, response_id)
+            if job is None or job["state"] == "done":
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), min(left, BACKSTOP))
+        finally:
+            hub.forget(response_id, waiter)
