@@ -20,6 +20,7 @@ def read_sse(
     stop_after: int | None = None,
     params: dict[str, Any] | None = None,
     timeout: float = 60,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """The events of a stream as they arrive; with `stop_after`, the connection is closed
     after that many events. Checks each `event:` line against its data's type."""
@@ -40,6 +41,8 @@ def read_sse(
                 event = orjson.loads("\n".join(data))
                 assert event["type"] == name, f"event line {name} != {event['type']}"
                 events.append(event)
+                if on_event is not None:
+                    on_event(event)
                 name, data = None, []
                 if stop_after is not None and len(events) >= stop_after:
                     break

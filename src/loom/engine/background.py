@@ -49,13 +49,20 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 
 @dataclass
 class LocalRun:
-    """One background response running in this process."""
+    """One background response running in this process.
+
+    Its frames are kept in memory for the client that created it with `stream: true`, but
+    that client sees a frame only once it is stored (`visible`): a client never holds an
+    event that a crash of this process could lose, so a resumed stream always continues
+    exactly where it left off.
+    """
 
     prepared: PreparedTurn
     owner: str
-    writer: EventLogWriter
+    writer: EventLogWriter = field(init=False)
     frames: list[bytes] = field(default_factory=list)  # by sequence number, from `base`
     base: int = 0
+    visible: int = -1  # frames through this sequence number are stored
     next_seq: int = 2
     terminal: Event | None = None
     error: Exception | None = None
@@ -69,24 +76,30 @@ class LocalRun:
     def response_id(self) -> str:
         return self.prepared.turn.response["id"]
 
-    def push(self, seq: int, frame: bytes, store: bool = True) -> None:
+    def push(self, seq: int, frame: bytes, to_log: bool = True) -> None:
         self.frames.append(frame)
-        if store:
+        if to_log:
             self.writer.add(seq, frame)
-        self._changed.set()
+
+    def show(self, seq: int) -> None:
+        """Frames through `seq` are stored: readers may have them."""
+        if seq > self.visible:
+            self.visible = seq
+            self._changed.set()
 
     def end(self) -> None:
         self.ended = True
         self._changed.set()
 
     async def frames_from(self, start: int) -> AsyncIterator[bytes]:
-        """The frames from sequence number `start` on, as they come, until the run ends.
-        Frames already waiting go out as one chunk."""
+        """The stored frames from sequence number `start` on, as they come, until the run
+        ends. Frames already waiting go out as one chunk."""
         index = start - self.base
         while True:
-            if index < len(self.frames):
-                chunk = b"".join(self.frames[index:])
-                index = len(self.frames)
+            visible = self.visible - self.base + 1
+            if index < visible:
+                chunk = b"".join(self.frames[index:visible])
+                index = visible
                 yield chunk
                 continue
             if self.ended:
@@ -135,13 +148,18 @@ class BackgroundRunner:
         self.replica_id = replica_id
         self.runs: dict[str, LocalRun] = {}
 
-    def _writer(self, response_id: str) -> EventLogWriter:
-        return EventLogWriter(
-            self.stores.background,
-            response_id,
-            self.settings.event_flush_interval,
-            self.hub.wake,
+    def _new_run(self, prepared: PreparedTurn, owner: str, base: int = 0) -> LocalRun:
+        run = LocalRun(prepared, owner, base=base)
+        response_id = run.response_id
+
+        def stored(seq: int) -> None:
+            run.show(seq)
+            self.hub.wake(response_id)
+
+        run.writer = EventLogWriter(
+            self.stores.background, response_id, self.settings.event_flush_interval, stored
         )
+        return run
 
     async def start(
         self, prepared: PreparedTurn, owner: str, body: dict[str, Any], claim: bool = True
@@ -150,9 +168,9 @@ class BackgroundRunner:
         the first rows are being written, so background mode adds no wait for the model."""
         response = prepared.turn.response
         prelude = queued_prelude(response, self.serialize)
-        run = LocalRun(prepared, owner, self._writer(response["id"]))
+        run = self._new_run(prepared, owner)
         for seq, frame in prelude:
-            run.push(seq, frame, store=False)
+            run.push(seq, frame, to_log=False)
         if claim:
             run.pump = asyncio.create_task(self._pump(run))
         try:
@@ -170,6 +188,7 @@ class BackgroundRunner:
             if run.pump is not None:
                 run.pump.cancel()
             raise
+        run.show(prelude[-1][0])
         if claim:
             self._supervise(run)
         else:
@@ -204,7 +223,7 @@ class BackgroundRunner:
                 )
             self.hub.wake(response_id)
             return
-        run = LocalRun(prepared, owner, self._writer(response_id), base=2)
+        run = self._new_run(prepared, owner, base=2)
         run.pump = asyncio.create_task(self._pump(run))
         self._supervise(run)
 
@@ -247,20 +266,27 @@ class BackgroundRunner:
     async def _settle(self, run: LocalRun) -> None:
         response = run.prepared.turn.response
         if run.stop_reason == "shutdown":
-            # What local readers already saw is stored first, so the rule looks at it.
+            # Everything the turn produced is stored first, so the rule sees any output (and
+            # any tool call) it made: such work is not run twice.
             rest = await run.writer.take_rest()
+            final = None
             async with self.stores.db.write() as conn:
                 job = await lock_job_in(conn, run.response_id)
-                if job and job["state"] == "running" and job["lease_owner"] == self.replica_id:
-                    await insert_events_in(conn, run.response_id, rest)
-                    final = await requeue_or_fail_in(
-                        conn,
-                        job,
-                        self.serialize,
-                        "The Loom process running this response shut down before it ended.",
-                    )
-                    if final is not None:
-                        run.push(*final, store=False)
+                mine = job and job["state"] == "running" and job["lease_owner"] == self.replica_id
+                if not mine:
+                    return
+                await insert_events_in(conn, run.response_id, rest)
+                final = await requeue_or_fail_in(
+                    conn,
+                    job,
+                    self.serialize,
+                    "The Loom process running this response shut down before it ended.",
+                )
+            if rest:
+                run.show(rest[-1][0])
+            if final is not None:
+                run.push(*final, to_log=False)
+                run.show(final[0])
             return
         if run.terminal is None and run.stop_reason is None:
             message = run.error.message if isinstance(run.error, LoomError) else None
@@ -292,8 +318,11 @@ class BackgroundRunner:
             if run.terminal is not None:
                 run.terminal["type"] = "response.failed"
             final = await self._end_transaction(run, rest, conversation=False)
+        if rest:
+            run.show(rest[-1][0])
         if final is not None:
-            run.push(final[0], final[1], store=False)
+            run.push(final[0], final[1], to_log=False)
+            run.show(final[0])
 
     async def _end_transaction(
         self, run: LocalRun, rest: list[tuple[int, bytes]], conversation: bool

@@ -3,8 +3,9 @@
 The turn hands each serialized event to `add` (a list append); a writer task stores what
 has gathered in one INSERT, then waits `interval` before the next, so a fast stream costs
 one write per interval rather than one per delta, and a slow one is stored within about
-`interval` of each event. `take_rest` stops the writer and hands back what it had not yet
-stored, for the turn's final transaction.
+`interval` of each event (the first after a pause at once). `on_stored` hears the last
+sequence number of each stored batch. `take_rest` stops the writer and hands back what it
+had not yet stored, for the turn's final transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class EventLogWriter:
         store: BackgroundStore,
         response_id: str,
         interval: float,
-        on_stored: Callable[[str], None],
+        on_stored: Callable[[int], None],
     ) -> None:
         self._store = store
         self._id = response_id
@@ -58,7 +59,7 @@ class EventLogWriter:
                         log.warning("storing events of %s failed: %s", self._id, exc)
                         self._pending[:0] = batch
                     else:
-                        self._on_stored(self._id)
+                        self._on_stored(batch[-1][0])
             await asyncio.sleep(self._interval)
             if self._pending:
                 self._wake.set()
