@@ -11,13 +11,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom import __version__
 from loom.api import chat, conversations, embeddings, health, models, responses
-from loom.api.body import param_of
+from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
+from loom.api.sse import typed_event_bytes
 from loom.config import Settings, load_settings
-from loom.errors import LoomError
+from loom.errors import LoomError, error_body, param_of
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
-from loom.inference.test_id import TestIdMiddleware
 from loom.services import Services
 from loom.store import open_stores
 
@@ -25,8 +25,7 @@ log = logging.getLogger("loom")
 
 
 def _error(status: int, message: str, type_: str, param: str | None = None, code=None):
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return OrjsonResponse(body, status_code=status)
+    return OrjsonResponse(error_body(message, type_, param, code), status_code=status)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -65,7 +64,9 @@ def build_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stores = await open_stores(settings.db_url)
-        app.state.services = Services(settings=settings, models=registry, stores=stores)
+        app.state.services = Services(
+            settings=settings, models=registry, stores=stores, serialize=typed_event_bytes
+        )
         await app.state.services.start()
         try:
             yield

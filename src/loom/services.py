@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from loom.api.sse import typed_event_bytes
-from loom.api.turn_runner import TurnRunner
 from loom.config import Settings
 from loom.engine.background import BackgroundRunner
 from loom.engine.event_hub import EventHub
 from loom.engine.replica import Replica
+from loom.engine.turn_runner import TurnRunner
 from loom.inference.registry import ModelRegistry
 from loom.store import Stores
 
@@ -20,6 +21,8 @@ class Services:
     settings: Settings
     models: ModelRegistry
     stores: Stores
+    # How an event is framed on the wire; the API layer passes it in.
+    serialize: Callable[[dict[str, Any]], bytes]
     turns: TurnRunner = field(default_factory=TurnRunner)
     hub: EventHub = field(default_factory=EventHub)
     background: BackgroundRunner = field(init=False)
@@ -30,7 +33,7 @@ class Services:
             self.settings,
             self.models,
             self.stores,
-            typed_event_bytes,
+            self.serialize,
             self.hub,
             replica_id=f"replica_{uuid.uuid4().hex[:12]}",
         )
