@@ -74,6 +74,11 @@ class Settings(_Strict):
     shutdown_grace: float = Field(default=30.0, ge=0)
     # A background response's events go to the database at most this often (batched).
     event_flush_interval: float = Field(default=0.02, ge=0)
+    # On PostgreSQL, streams followed on another replica wake on LISTEN/NOTIFY; they also
+    # re-read the event log every `follow_poll_interval` seconds (the only way, with
+    # `pg_notify` off).
+    pg_notify: bool = True
+    follow_poll_interval: float = Field(default=1.0, gt=0)
 
     def provider(self, name: str) -> ProviderSettings | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -97,6 +102,8 @@ _ENV_FIELDS = {
     "LOOM_LEASE_SECONDS": "lease_seconds",
     "LOOM_SHUTDOWN_GRACE": "shutdown_grace",
     "LOOM_EVENT_FLUSH_INTERVAL": "event_flush_interval",
+    "LOOM_PG_NOTIFY": "pg_notify",
+    "LOOM_FOLLOW_POLL_INTERVAL": "follow_poll_interval",
 }
 
 

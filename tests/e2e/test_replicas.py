@@ -153,8 +153,8 @@ def test_cancel_of_non_background_is_400(pair, upstream):
         sdk(b).responses.cancel("resp_nope")
 
 
-def test_kill_9_the_survivor_ends_it_failed(pg_env, start, upstream):
-    a, b = start(pg_env), start(pg_env)
+def test_kill_9_the_survivor_ends_it_failed(pg_env, pair, start, upstream):
+    a, b = start(pg_env), pair[1]
     upstream.script(Turn(text=" ".join(["slow"] * 300), delay=0.05))
     head = create_streaming(a, stop_after=8)
     response_id = head[0]["response"]["id"]
@@ -170,8 +170,8 @@ def test_kill_9_the_survivor_ends_it_failed(pg_env, start, upstream):
     assert resume(b, response_id) == events
 
 
-def test_sigterm_lets_the_turn_finish(pg_env, start, upstream):
-    a, b = start(pg_env), start(pg_env)
+def test_sigterm_lets_the_turn_finish(pg_env, pair, start, upstream):
+    a, b = start(pg_env), pair[1]
     upstream.script(Turn(text=WORDS, delay=0.1))
     created = sdk(a).responses.create(model=MODEL, input="tell", background=True)
     wait_for(
@@ -186,9 +186,9 @@ def test_sigterm_lets_the_turn_finish(pg_env, start, upstream):
     assert_clean_exit(a)
 
 
-def test_sigterm_gives_unstarted_work_back_to_the_queue(pg_env, start, upstream):
+def test_sigterm_gives_unstarted_work_back_to_the_queue(pg_env, pair, start, upstream):
     a = start({**pg_env, "LOOM_SHUTDOWN_GRACE": "0.3"})
-    b = start(pg_env)
+    b = pair[1]
     # A's model call has not sent a chunk when A stops; B runs the response again.
     upstream.script(Turn(text="never", delay=30), Turn(text=WORDS))
     created = sdk(a).responses.create(model=MODEL, input="tell", background=True)

@@ -43,14 +43,14 @@ class Replica:
         return max(0.05, self.settings.lease_seconds / 3)
 
     async def start(self) -> None:
-        if self.stores.db.dialect_name == "postgresql":
+        if self.stores.db.dialect_name == "postgresql" and self.settings.pg_notify:
             self._listener = PgListener(
                 self._db_url, (EVENTS_CHANNEL, CANCEL_CHANNEL, JOBS_CHANNEL), self._on_notify
             )
             self._listener.start()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._listener.ready.wait(), timeout=10)
-        else:
+        if self.stores.db.dialect_name == "sqlite":
             await self.settle_lapsed(everyone=True)
         self._task = asyncio.create_task(self._maintain())
 

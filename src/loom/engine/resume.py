@@ -23,7 +23,12 @@ BACKSTOP = 1.0  # seconds: re-read even without a wake-up (a notification can be
 
 
 async def follow(
-    store: BackgroundStore, hub: EventHub, owner: str, response_id: str, after: int
+    store: BackgroundStore,
+    hub: EventHub,
+    owner: str,
+    response_id: str,
+    after: int,
+    poll_interval: float = BACKSTOP,
 ) -> AsyncIterator[bytes]:
     cursor = after
     while True:
@@ -43,7 +48,7 @@ async def follow(
             if done:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), BACKSTOP)
+                await asyncio.wait_for(waiter.wait(), poll_interval)
         finally:
             hub.forget(response_id, waiter)
 
