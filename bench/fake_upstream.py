@@ -10,7 +10,8 @@ answer is pre-serialized bytes, so it costs next to nothing per request:
   event is written as its own HTTP chunk. Every chunk that carries `content` carries a
   non-empty one, so the first `"content":"` in the stream is the first token.
 - `POST /v1/chat/completions` otherwise: one `chat.completion` with the same text.
-- `GET /v1/models`: a single model, `bench-model`.
+- `GET /v1/models`: `bench-model`, and `bench-paced`, which streams the same chunks
+  `PACE` seconds apart (20 ms), as a model that writes as it thinks.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import contextlib
 import orjson
 
 MODEL = "bench-model"
+PACED_MODEL = "bench-paced"
+PACE = 0.02
 CHUNKS = 64
 TOKENS = [f"w{i} " for i in range(CHUNKS)]
 TEXT = "".join(TOKENS)
@@ -92,7 +95,13 @@ COMPLETION = _fixed_response(
 MODELS = _fixed_response(
     "200 OK",
     orjson.dumps(
-        {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "bench"}]}
+        {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "owned_by": "bench"}
+                for name in (MODEL, PACED_MODEL)
+            ],
+        }
     ),
 )
 NOT_FOUND = _fixed_response("404 Not Found", b'{"error":{"message":"not found"}}')
@@ -107,12 +116,15 @@ def _content_length(head: bytes) -> int:
     return 0
 
 
-def _wants_stream(body: bytes) -> bool:
+def _stream_kind(body: bytes) -> str | None:
+    """None for a plain request, else "fast" or "paced"."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return False
-    return isinstance(parsed, dict) and parsed.get("stream") is True
+        return None
+    if not isinstance(parsed, dict) or parsed.get("stream") is not True:
+        return None
+    return "paced" if parsed.get("model") == PACED_MODEL else "fast"
 
 
 class FakeUpstream(asyncio.Protocol):
@@ -144,15 +156,23 @@ class FakeUpstream(asyncio.Protocol):
         self._respond(head.split(b" ", 2), body)
         return True
 
+    def _write_if_open(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
     def _respond(self, request_line: list[bytes], body: bytes) -> None:
         assert self.transport is not None
         method, path = request_line[0], request_line[1] if len(request_line) > 1 else b""
         if method == b"POST" and path == b"/v1/chat/completions":
             if not body:
                 self.transport.write(BAD_REQUEST)
-            elif _wants_stream(body):
+            elif (kind := _stream_kind(body)) == "fast":
                 for part in STREAM_PARTS:
                     self.transport.write(part)
+            elif kind == "paced":
+                loop = asyncio.get_running_loop()
+                for n, part in enumerate(STREAM_PARTS):
+                    loop.call_later(n * PACE, self._write_if_open, part)
             else:
                 self.transport.write(COMPLETION)
         elif method == b"GET" and path == b"/v1/models":

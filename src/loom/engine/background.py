@@ -349,8 +349,9 @@ class BackgroundRunner:
                 items = prepared.input_items + response["output"]
                 if not await append_items_in(conn, run.owner, prepared.conversation_id, items):
                     raise LookupError(f"conversation {prepared.conversation_id!r} not found")
-            await insert_events_in(conn, run.response_id, rest + ([terminal] if terminal else []))
-            await end_job_in(conn, run.response_id)
+            frames = rest + ([terminal] if terminal else [])
+            await insert_events_in(conn, run.response_id, frames)
+            await end_job_in(conn, run.response_id, notify=not frames)
         return terminal
 
     # -- stopping runs -------------------------------------------------------------------

@@ -34,19 +34,23 @@ async def follow(
     while True:
         waiter = hub.waiter(response_id)
         try:
-            job = await store.job(owner, response_id)
-            done = job is None or job["state"] == "done"
-            while True:
-                rows = await store.events_after(response_id, cursor, BATCH)
-                if rows:
-                    cursor = rows[-1][0]
-                    yield b"".join(frame for _, frame in rows)
-                    if is_terminal(rows[-1][1]):
-                        return
-                if len(rows) < BATCH:
-                    break
-            if done:
-                return
+            rows = await store.events_after(response_id, cursor, BATCH)
+            if rows:
+                cursor = rows[-1][0]
+                yield b"".join(frame for _, frame in rows)
+                if is_terminal(rows[-1][1]):
+                    return
+                if len(rows) == BATCH:
+                    continue
+            else:
+                # Nothing new: has it ended (a cancelled response has no terminal event)?
+                # The job is read before the log, so its last events cannot be missed.
+                job = await store.job(owner, response_id)
+                if job is None or job["state"] == "done":
+                    rows = await store.events_after(response_id, cursor, 100_000)
+                    if rows:
+                        yield b"".join(frame for _, frame in rows)
+                    return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.wait(), poll_interval)
         finally:

@@ -33,6 +33,20 @@ CANCEL_CHANNEL = "loom_cancel"  # payload: a response id someone asked to cancel
 JOBS_CHANNEL = "loom_jobs"  # payload: a response id that was queued
 
 
+async def relaxed_commit_in(conn: AsyncConnection) -> None:
+    """Let this transaction's COMMIT return before its WAL reaches the disk (PostgreSQL).
+
+    For the event log on the streaming path: the rows are visible to every replica at
+    once and survive any Loom process dying; only a crash of the PostgreSQL server itself
+    could lose the last fraction of a second, and then consistently (nothing after a lost
+    transaction survives). Waiting for the disk instead adds a flush to every batch of
+    events, several milliseconds on a busy machine. A turn's final transaction keeps the
+    normal, durable commit.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+
+
 async def notify_in(conn: AsyncConnection, channel: str, response_id: str) -> None:
     """Wake listeners on other replicas when the transaction commits (PostgreSQL only)."""
     if conn.dialect.name == "postgresql":
@@ -55,13 +69,14 @@ async def lock_job_in(conn: AsyncConnection, response_id: str) -> Json | None:
     return dict(row) if row else None
 
 
-async def end_job_in(conn: AsyncConnection, response_id: str) -> None:
+async def end_job_in(conn: AsyncConnection, response_id: str, notify: bool = True) -> None:
     await conn.execute(
         sa.update(jobs_t)
         .where(jobs_t.c.response_id == response_id)
         .values(state="done", lease_owner=None, lease_expires_at=None)
     )
-    await notify_in(conn, EVENTS_CHANNEL, response_id)
+    if notify:  # followers re-read and see the end
+        await notify_in(conn, EVENTS_CHANNEL, response_id)
 
 
 class BackgroundStore:
@@ -82,6 +97,7 @@ class BackgroundStore:
         """Store the queued response, its job (claimed by `lease_owner` when given) and the
         first events, together."""
         async with self.db.write() as conn:
+            await relaxed_commit_in(conn)
             await upsert_response_in(conn, owner, response, input_items, conversation_id)
             await conn.execute(
                 sa.insert(jobs_t).values(
@@ -99,6 +115,7 @@ class BackgroundStore:
 
     async def append(self, response_id: str, frames: list[Frame]) -> None:
         async with self.db.write() as conn:
+            await relaxed_commit_in(conn)
             await insert_events_in(conn, response_id, frames)
 
     async def events_after(self, response_id: str, after: int, limit: int = 1000) -> list[Frame]:
