@@ -166,8 +166,17 @@ def test_kill_9_the_survivor_ends_it_failed(pg_env, pair, start, upstream):
     assert settled_in < LEASE + 5, f"settled after {settled_in:.1f} s"
     final = sdk(b).responses.retrieve(response_id)
     assert final.status == "failed" and "stopped before it ended" in final.error.message
-    assert final.output_text == text_of(events)  # the output streamed before the crash
-    assert resume(b, response_id) == events
+    assert len(rest) == 1 and rest[0]["response"]["status"] == "failed"
+    # A got its events live; the log holds those A stored before it died, and the failed
+    # response keeps that output. A full replay is that prefix, then the same failure.
+    replay = validate_cut_stream(resume(b, response_id), ended="failed")
+    assert replay[:-1] == events[: len(replay) - 1]
+    assert replay[-1]["response"]["error"]["message"] == final.error.message
+    assert (
+        replay[-1]["response"]["output"]
+        == final.model_dump(mode="json", exclude_unset=True)["output"]
+    )
+    assert text_of(events).startswith(final.output_text)
 
 
 def test_sigterm_lets_the_turn_finish(pg_env, pair, start, upstream):

@@ -70,7 +70,9 @@ async def get_response(
             )
         after = -1 if starting_after is None else starting_after
         interval = svc.settings.follow_poll_interval
-        events = follow(svc.stores.background, svc.hub, who, response_id, after, interval)
+        events = follow(
+            svc.stores.background, svc.hub, svc.serialize, who, response_id, after, interval
+        )
         return sse_response(events)
     return await current(svc.stores.background, who, response)
 

@@ -51,10 +51,11 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 class LocalRun:
     """One background response running in this process.
 
-    Its frames are kept in memory for the client that created it with `stream: true`, but
-    that client sees a frame only once it is stored (`visible`): a client never holds an
-    event that a crash of this process could lose, so a resumed stream always continues
-    exactly where it left off.
+    Its frames are kept in memory for the client that created it with `stream: true`,
+    which gets them as they are made, without waiting for the database: background mode
+    adds nothing to the time to first token. The log catches up within the flush
+    interval. If this process dies in between, that client may hold events the log lost;
+    `resume.follow` then ends its resumed stream right after what it saw.
     """
 
     prepared: PreparedTurn
@@ -62,7 +63,6 @@ class LocalRun:
     writer: EventLogWriter = field(init=False)
     frames: list[bytes] = field(default_factory=list)  # by sequence number, from `base`
     base: int = 0
-    visible: int = -1  # frames through this sequence number are stored
     next_seq: int = 2
     terminal: Event | None = None
     error: Exception | None = None
@@ -80,26 +80,20 @@ class LocalRun:
         self.frames.append(frame)
         if to_log:
             self.writer.add(seq, frame)
-
-    def show(self, seq: int) -> None:
-        """Frames through `seq` are stored: readers may have them."""
-        if seq > self.visible:
-            self.visible = seq
-            self._changed.set()
+        self._changed.set()
 
     def end(self) -> None:
         self.ended = True
         self._changed.set()
 
     async def frames_from(self, start: int) -> AsyncIterator[bytes]:
-        """The stored frames from sequence number `start` on, as they come, until the run
-        ends. Frames already waiting go out as one chunk."""
+        """The frames from sequence number `start` on, as they come, until the run ends.
+        Frames already waiting go out as one chunk."""
         index = start - self.base
         while True:
-            visible = self.visible - self.base + 1
-            if index < visible:
-                chunk = b"".join(self.frames[index:visible])
-                index = visible
+            if index < len(self.frames):
+                chunk = b"".join(self.frames[index:])
+                index = len(self.frames)
                 yield chunk
                 continue
             if self.ended:
@@ -152,8 +146,7 @@ class BackgroundRunner:
         run = LocalRun(prepared, owner, base=base)
         response_id = run.response_id
 
-        def stored(seq: int) -> None:
-            run.show(seq)
+        def stored(_seq: int) -> None:
             self.hub.wake(response_id)
 
         run.writer = EventLogWriter(
@@ -188,7 +181,6 @@ class BackgroundRunner:
             if run.pump is not None:
                 run.pump.cancel()
             raise
-        run.show(prelude[-1][0])
         if claim:
             self._supervise(run)
         else:
@@ -282,11 +274,8 @@ class BackgroundRunner:
                     self.serialize,
                     "The Loom process running this response shut down before it ended.",
                 )
-            if rest:
-                run.show(rest[-1][0])
             if final is not None:
                 run.push(*final, to_log=False)
-                run.show(final[0])
             return
         if run.terminal is None and run.stop_reason is None:
             message = run.error.message if isinstance(run.error, LoomError) else None
@@ -318,11 +307,8 @@ class BackgroundRunner:
             if run.terminal is not None:
                 run.terminal["type"] = "response.failed"
             final = await self._end_transaction(run, rest, conversation=False)
-        if rest:
-            run.show(rest[-1][0])
         if final is not None:
             run.push(final[0], final[1], to_log=False)
-            run.show(final[0])
 
     async def _end_transaction(
         self, run: LocalRun, rest: list[tuple[int, bytes]], conversation: bool

@@ -3,18 +3,22 @@
 `follow` replays the stored events after a sequence number, then waits for more (woken
 by the `EventHub`, which local writes and other replicas' notifications feed, with a
 timer as a backstop) until the terminal event, or until the job is done (a cancelled
-response ends without one). `current` is the stored response with the state of its job
-and, while it runs, the output folded from its events.
+response ends without one). A reader can be past the end of the log: the client that
+created a response gets its events live, before they are stored, and if that replica
+died the log may lack its last few. Such a reader gets the `response.failed` that ended
+the response, numbered right after the last event it has, so its stream stays gap-free.
+`current` is the stored response with the state of its job and, while it runs, the
+output folded from its events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from loom.engine.event_fold import fold_output, is_terminal
+from loom.engine.event_fold import fold_output, frame_event, is_failed, is_terminal
 from loom.engine.event_hub import EventHub
 from loom.store.background import BackgroundStore
 
@@ -25,6 +29,7 @@ BACKSTOP = 1.0  # seconds: re-read even without a wake-up (a notification can be
 async def follow(
     store: BackgroundStore,
     hub: EventHub,
+    serialize: Callable[[dict[str, Any]], bytes],
     owner: str,
     response_id: str,
     after: int,
@@ -50,6 +55,10 @@ async def follow(
                     rows = await store.events_after(response_id, cursor, 100_000)
                     if rows:
                         yield b"".join(frame for _, frame in rows)
+                    else:
+                        last = await store.last_event(response_id)
+                        if last is not None and last[0] <= cursor and is_failed(last[1]):
+                            yield serialize({**frame_event(last[1]), "sequence_number": cursor + 1})
                     return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.wait(), poll_interval)

@@ -128,6 +128,17 @@ class BackgroundStore:
         async with self.db.read() as conn:
             return [(row[0], bytes(row[1])) for row in await conn.execute(query)]
 
+    async def last_event(self, response_id: str) -> Frame | None:
+        query = (
+            sa.select(events_t.c.seq, events_t.c.frame)
+            .where(events_t.c.response_id == response_id)
+            .order_by(events_t.c.seq.desc())
+            .limit(1)
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else (row[0], bytes(row[1]))
+
     async def job(self, owner: str, response_id: str) -> Json | None:
         query = sa.select(jobs_t.c.state, jobs_t.c.cancel_requested, jobs_t.c.lease_owner).where(
             jobs_t.c.response_id == response_id, jobs_t.c.owner == owner
