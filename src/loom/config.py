@@ -73,7 +73,7 @@ class Settings(_Strict):
     # How long SIGTERM waits for in-flight turns before ending them.
     shutdown_grace: float = Field(default=30.0, ge=0)
     # A background response's events go to the database at most this often (batched).
-    event_flush_interval: float = Field(default=0.02, ge=0)
+    event_flush_interval: float = Field(default=0.01, ge=0)
     # On PostgreSQL, streams followed on another replica wake on LISTEN/NOTIFY; they also
     # re-read the event log every `follow_poll_interval` seconds (the only way, with
     # `pg_notify` off).
