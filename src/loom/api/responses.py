@@ -32,7 +32,8 @@ async def create_response(
         req, owner=who, settings=svc.settings, models=svc.models, stores=svc.stores
     )
     if req.background:
-        run = await svc.background.start(prepared, who, body)
+        # A replica that is shutting down queues the work for another one.
+        run = await svc.background.start(prepared, who, body, claim=not svc.replica.draining)
         if req.stream:
             return sse_response(run.frames_from(0))
         return OrjsonResponse({**prepared.turn.response, "status": "queued", "output": []})

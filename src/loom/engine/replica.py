@@ -74,7 +74,8 @@ class Replica:
 
     async def tick(self) -> None:
         background = self.stores.background
-        for response_id in await background.heartbeat(self.id, self.settings.lease_seconds):
+        local = list(self.runner.runs)
+        for response_id in await background.heartbeat(self.id, local, self.settings.lease_seconds):
             self.runner.stop(response_id, "cancel")
         if not self.draining:
             room = MAX_LOCAL_RUNS - len(self.runner.runs)

@@ -166,11 +166,19 @@ class BackgroundStore:
                 await notify_in(conn, CANCEL_CHANNEL, response_id)
             return job
 
-    async def heartbeat(self, replica: str, lease_seconds: float) -> list[str]:
-        """Renew this replica's leases; return the ids of its jobs flagged for cancel."""
+    async def heartbeat(self, replica: str, ids: list[str], lease_seconds: float) -> list[str]:
+        """Renew this replica's leases on the runs it still has (`ids`); return those
+        flagged for cancel. A job this replica holds but no longer runs (its end could not
+        be stored) is left to lapse, and is settled like any other."""
+        if not ids:
+            return []
         query = (
             sa.update(jobs_t)
-            .where(jobs_t.c.lease_owner == replica, jobs_t.c.state == "running")
+            .where(
+                jobs_t.c.lease_owner == replica,
+                jobs_t.c.state == "running",
+                jobs_t.c.response_id.in_(ids),
+            )
             .values(lease_expires_at=time.time() + lease_seconds)
             .returning(jobs_t.c.response_id, jobs_t.c.cancel_requested)
         )
