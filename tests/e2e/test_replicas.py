@@ -91,11 +91,11 @@ def pair(pg_env, tmp_path_factory, upstream_server):
 
 def test_background_create_is_immediate_and_polled_on_the_other_replica(pair, upstream):
     a, b = pair
-    upstream.script(Turn(text=WORDS, delay=0.08))
+    upstream.script(Turn(text=WORDS, delay=0.2))  # the model takes over 3 s
     began = time.monotonic()
     created = sdk(a).responses.create(model=MODEL, input="tell", background=True)
     took = time.monotonic() - began
-    assert took < 0.5, f"background create took {took:.3f} s"
+    assert took < 1.0, f"background create took {took:.3f} s"  # ~0.05 s on an idle machine
     assert created.status == "queued"
     done = ended(sdk(b), created.id)
     assert done.status == "completed" and done.output_text == WORDS
@@ -163,7 +163,7 @@ def test_kill_9_the_survivor_ends_it_failed(pg_env, pair, start, upstream):
     rest = resume(b, response_id, after=head[-1]["sequence_number"])
     settled_in = time.monotonic() - began
     events = validate_cut_stream(head + rest, ended="failed")
-    assert settled_in < LEASE + 5, f"settled after {settled_in:.1f} s"
+    assert settled_in < LEASE + 10, f"settled after {settled_in:.1f} s"  # ~2 s when idle
     final = sdk(b).responses.retrieve(response_id)
     assert final.status == "failed" and "stopped before it ended" in final.error.message
     assert len(rest) == 1 and rest[0]["response"]["status"] == "failed"

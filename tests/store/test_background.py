@@ -64,13 +64,18 @@ async def test_cancel_of_queued_work_ends_it(stores: Stores, owner: str, strange
 async def test_event_writer_batches(stores: Stores, owner: str):
     rid = f"resp_batch_{stores.db.dialect_name}"
     await _queue(stores, owner, rid, lease_owner="replica_w")
-    stored = asyncio.Event()
-    writer = EventLogWriter(stores.background, rid, 0.05, lambda _seq: stored.set())
+    published: list[tuple[int, list[bytes]]] = []
+    writer = EventLogWriter(
+        stores.background, rid, 0.05, lambda first, frames: published.append((first, frames))
+    )
     for seq in range(1, 201):  # a fast stream: 200 events before the writer runs
         writer.add(seq, f"event: e\ndata: {seq}\n\n".encode())
     writer.start()
-    await asyncio.wait_for(stored.wait(), 10)
+    deadline = asyncio.get_running_loop().time() + 10
+    while writer.writes == 0 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)  # poll with a deadline: the write has no event to await
     assert await writer.take_rest() == []
     assert writer.writes == 1
+    assert len(published) == 1 and published[0][0] == 1 and len(published[0][1]) == 200
     rows = await stores.background.events_after(rid, 0)
     assert [seq for seq, _ in rows] == list(range(1, 201))

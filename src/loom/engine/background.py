@@ -146,11 +146,11 @@ class BackgroundRunner:
         run = LocalRun(prepared, owner, base=base)
         response_id = run.response_id
 
-        def stored(_seq: int) -> None:
-            self.hub.wake(response_id)
+        def published(first_seq: int, frames: list[bytes]) -> None:
+            self.hub.publish(response_id, first_seq, frames)
 
         run.writer = EventLogWriter(
-            self.stores.background, response_id, self.settings.event_flush_interval, stored
+            self.stores.background, response_id, self.settings.event_flush_interval, published
         )
         return run
 

@@ -17,7 +17,14 @@ import time
 
 from loom.engine.background import BackgroundRunner
 from loom.engine.settle import requeue_or_fail_in
-from loom.store.background import CANCEL_CHANNEL, EVENTS_CHANNEL, JOBS_CHANNEL, lock_job_in
+from loom.store.background import (
+    CANCEL_CHANNEL,
+    EVENTS_CHANNEL,
+    JOBS_CHANNEL,
+    LIVE_CHANNEL,
+    lock_job_in,
+    parse_live_payload,
+)
 from loom.store.notifications import PgListener
 
 log = logging.getLogger("loom.engine")
@@ -45,7 +52,9 @@ class Replica:
     async def start(self) -> None:
         if self.stores.db.dialect_name == "postgresql" and self.settings.pg_notify:
             self._listener = PgListener(
-                self._db_url, (EVENTS_CHANNEL, CANCEL_CHANNEL, JOBS_CHANNEL), self._on_notify
+                self._db_url,
+                (EVENTS_CHANNEL, LIVE_CHANNEL, CANCEL_CHANNEL, JOBS_CHANNEL),
+                self._on_notify,
             )
             self._listener.start()
             with contextlib.suppress(TimeoutError):
@@ -54,7 +63,13 @@ class Replica:
             await self.settle_lapsed(everyone=True)
         self._task = asyncio.create_task(self._maintain())
 
-    def _on_notify(self, channel: str, response_id: str) -> None:
+    def _on_notify(self, channel: str, payload: str) -> None:
+        if channel == LIVE_CHANNEL:
+            response_id, first_seq, frames = parse_live_payload(payload)
+            if response_id not in self.runner.runs:  # local followers had them already
+                self.hub.publish(response_id, first_seq, frames)
+            return
+        response_id = payload
         if channel == EVENTS_CHANNEL:
             self.hub.wake(response_id)
         elif channel == CANCEL_CHANNEL:

@@ -14,7 +14,6 @@ output folded from its events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -36,9 +35,8 @@ async def follow(
     poll_interval: float = BACKSTOP,
 ) -> AsyncIterator[bytes]:
     cursor = after
-    while True:
-        waiter = hub.waiter(response_id)
-        try:
+    with hub.subscribe(response_id) as news:
+        while True:
             rows = await store.events_after(response_id, cursor, BATCH)
             if rows:
                 cursor = rows[-1][0]
@@ -60,10 +58,18 @@ async def follow(
                         if last is not None and last[0] <= cursor and is_failed(last[1]):
                             yield serialize({**frame_event(last[1]), "sequence_number": cursor + 1})
                     return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), poll_interval)
-        finally:
-            hub.forget(response_id, waiter)
+            # Follow published events while they continue where this stream is; read the
+            # log on a wake-up, on a gap, or when nothing came for `poll_interval`.
+            while (item := await news.next(poll_interval)) is not None:
+                first, frames = item
+                if first > cursor + 1:
+                    break
+                fresh = frames[cursor + 1 - first :]
+                if fresh:
+                    cursor += len(fresh)
+                    yield b"".join(fresh)
+                    if is_terminal(fresh[-1]):
+                        return
 
 
 async def current(store: BackgroundStore, owner: str, response: dict[str, Any]) -> dict[str, Any]:
@@ -85,16 +91,12 @@ async def wait_done(
     """Wait until the response's job is done (its replica acted on a cancel)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while True:
-        waiter = hub.waiter(response_id)
-        try:
+    with hub.subscribe(response_id) as news:
+        while True:
             job = await store.job(owner, response_id)
             if job is None or job["state"] == "done":
                 return True
             left = deadline - loop.time()
             if left <= 0:
                 return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), min(left, BACKSTOP))
-        finally:
-            hub.forget(response_id, waiter)
+            await news.next(min(left, BACKSTOP))

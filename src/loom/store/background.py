@@ -29,6 +29,9 @@ Json = dict[str, Any]
 Frame = tuple[int, bytes]
 
 EVENTS_CHANNEL = "loom_events"  # payload: a response id whose log grew or ended
+LIVE_CHANNEL = "loom_live"  # payload: "<response id>\n<first seq>\n<frames>", not yet stored
+# PostgreSQL refuses NOTIFY payloads from 8000 bytes; larger batches go by the log.
+MAX_LIVE_PAYLOAD = 7900
 CANCEL_CHANNEL = "loom_cancel"  # payload: a response id someone asked to cancel
 JOBS_CHANNEL = "loom_jobs"  # payload: a response id that was queued
 
@@ -53,11 +56,26 @@ async def notify_in(conn: AsyncConnection, channel: str, response_id: str) -> No
         await conn.execute(sa.select(sa.func.pg_notify(channel, response_id)))
 
 
-async def insert_events_in(conn: AsyncConnection, response_id: str, frames: list[Frame]) -> None:
+async def insert_events_in(
+    conn: AsyncConnection, response_id: str, frames: list[Frame], notify: bool = True
+) -> None:
     if frames:
         rows = [{"response_id": response_id, "seq": s, "frame": f} for s, f in frames]
         await conn.execute(sa.insert(events_t), rows)
-        await notify_in(conn, EVENTS_CHANNEL, response_id)
+        if notify:
+            await notify_in(conn, EVENTS_CHANNEL, response_id)
+
+
+def live_payload(response_id: str, frames: list[Frame]) -> str | None:
+    """The NOTIFY payload carrying `frames`, or None if they do not fit in one."""
+    payload = f"{response_id}\n{frames[0][0]}\n" + b"".join(f for _, f in frames).decode()
+    return payload if len(payload.encode()) <= MAX_LIVE_PAYLOAD else None
+
+
+def parse_live_payload(payload: str) -> tuple[str, int, list[bytes]]:
+    response_id, first, text = payload.split("\n", 2)
+    frames = [(chunk + "\n\n").encode() for chunk in text.split("\n\n") if chunk]
+    return response_id, int(first), frames
 
 
 async def lock_job_in(conn: AsyncConnection, response_id: str) -> Json | None:
@@ -113,10 +131,23 @@ class BackgroundStore:
             if lease_owner is None:
                 await notify_in(conn, JOBS_CHANNEL, response["id"])
 
-    async def append(self, response_id: str, frames: list[Frame]) -> None:
+    async def publish(self, response_id: str, frames: list[Frame]) -> bool:
+        """Send `frames` to the other replicas now, before they are stored (PostgreSQL).
+        False if they were not sent (too large, or SQLite): the log's notification will do."""
+        if self.db.dialect_name != "postgresql":
+            return False
+        payload = live_payload(response_id, frames)
+        if payload is None:
+            return False
+        async with self.db.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(sa.select(sa.func.pg_notify(LIVE_CHANNEL, payload)))
+        return True
+
+    async def append(self, response_id: str, frames: list[Frame], notify: bool = True) -> None:
         async with self.db.write() as conn:
             await relaxed_commit_in(conn)
-            await insert_events_in(conn, response_id, frames)
+            await insert_events_in(conn, response_id, frames, notify)
 
     async def events_after(self, response_id: str, after: int, limit: int = 1000) -> list[Frame]:
         query = (
