@@ -25,6 +25,27 @@ BATCH = 1000
 BACKSTOP = 1.0  # seconds: re-read even without a wake-up (a notification can be lost)
 
 
+class _Cursor:
+    """Where a follower is, and the frames it holds beyond a gap, by sequence number."""
+
+    def __init__(self, after: int) -> None:
+        self.at = after
+        self.held: dict[int, bytes] = {}
+
+    def add(self, first: int, frames: list[bytes]) -> None:
+        for offset, frame in enumerate(frames):
+            if first + offset > self.at:
+                self.held[first + offset] = frame
+
+    def take(self) -> list[bytes]:
+        """The held frames that continue from the cursor, in order."""
+        out = []
+        while (frame := self.held.pop(self.at + 1, None)) is not None:
+            out.append(frame)
+            self.at += 1
+        return out
+
+
 async def follow(
     store: BackgroundStore,
     hub: EventHub,
@@ -34,42 +55,45 @@ async def follow(
     after: int,
     poll_interval: float = BACKSTOP,
 ) -> AsyncIterator[bytes]:
-    cursor = after
+    cursor = _Cursor(after)
     with hub.subscribe(response_id) as news:
         while True:
-            rows = await store.events_after(response_id, cursor, BATCH)
-            if rows:
-                cursor = rows[-1][0]
-                yield b"".join(frame for _, frame in rows)
-                if is_terminal(rows[-1][1]):
+            rows = await store.events_after(response_id, cursor.at, BATCH)
+            for seq, frame in rows:
+                cursor.held.setdefault(seq, frame)
+            out = cursor.take()
+            if out:
+                yield b"".join(out)
+                if is_terminal(out[-1]):
                     return
                 if len(rows) == BATCH:
                     continue
-            else:
+            elif not rows:
                 # Nothing new: has it ended (a cancelled response has no terminal event)?
                 # The job is read before the log, so its last events cannot be missed.
                 job = await store.job(owner, response_id)
                 if job is None or job["state"] == "done":
-                    rows = await store.events_after(response_id, cursor, 100_000)
+                    rows = await store.events_after(response_id, cursor.at, 100_000)
                     if rows:
                         yield b"".join(frame for _, frame in rows)
                     else:
                         last = await store.last_event(response_id)
-                        if last is not None and last[0] <= cursor and is_failed(last[1]):
-                            yield serialize({**frame_event(last[1]), "sequence_number": cursor + 1})
+                        if last is not None and last[0] <= cursor.at and is_failed(last[1]):
+                            failed = {**frame_event(last[1]), "sequence_number": cursor.at + 1}
+                            yield serialize(failed)
                     return
             # Follow published events while they continue where this stream is; read the
-            # log on a wake-up, on a gap, or when nothing came for `poll_interval`.
+            # log on a wake-up, on a gap (stored by now, or soon), or after `poll_interval`
+            # without news.
             while (item := await news.next(poll_interval)) is not None:
-                first, frames = item
-                if first > cursor + 1:
-                    break
-                fresh = frames[cursor + 1 - first :]
-                if fresh:
-                    cursor += len(fresh)
-                    yield b"".join(fresh)
-                    if is_terminal(fresh[-1]):
+                cursor.add(*item)
+                out = cursor.take()
+                if out:
+                    yield b"".join(out)
+                    if is_terminal(out[-1]):
                         return
+                if cursor.held:
+                    break
 
 
 async def current(store: BackgroundStore, owner: str, response: dict[str, Any]) -> dict[str, Any]:
