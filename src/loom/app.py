@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom import __version__
-from loom.api import chat, conversations, embeddings, health, models, responses
+from loom.api import admin_keys, chat, conversations, embeddings, health, models, responses
 from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
 from loom.api.sse import typed_event_bytes
@@ -18,6 +18,10 @@ from loom.config import Settings, load_settings
 from loom.errors import LoomError, error_body, param_of
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
+from loom.security.keys import KeyRing
+from loom.security.limits import KeyLimiter
+from loom.security.middleware import Guard, SecurityMiddleware
+from loom.security.url_guard import UrlPolicy
 from loom.services import Services
 from loom.store import open_stores
 
@@ -57,9 +61,36 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "The server had an error processing the request.", "server_error")
 
 
+async def _key_ring(settings: Settings, stores) -> KeyRing:
+    """Auth is on when a key is configured, an admin key is set, or the database holds
+    an active key (made with `loom keys create`). Says which, once, at start-up."""
+    auth = settings.auth
+    stored = await stores.api_keys.count_active()
+    enabled = bool(auth.api_keys or auth.admin_key or stored)
+    if enabled:
+        log.info(
+            "auth: on (%d configured keys, %d keys in the database, admin API %s)",
+            len(auth.api_keys),
+            stored,
+            "on" if auth.admin_key else "off",
+        )
+    else:
+        log.warning(
+            "auth: off; every request is served as 'anonymous'. Set LOOM_API_KEYS or"
+            " auth.api_keys to require API keys."
+        )
+    return KeyRing(auth, stores.api_keys, enabled)
+
+
 def build_app(settings: Settings) -> FastAPI:
     # Built eagerly so a bad provider or model file fails at start-up, before serving.
     registry = ModelRegistry(build_providers(settings))
+    UrlPolicy(settings.mcp_guard)  # a bad allow/deny entry fails here too
+    limits = settings.limits
+    guard = Guard(
+        KeyLimiter(limits.concurrent_requests_per_key, limits.requests_per_minute_per_key),
+        limits.max_body_bytes,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -68,6 +99,11 @@ def build_app(settings: Settings) -> FastAPI:
             settings=settings, models=registry, stores=stores, serialize=typed_event_bytes
         )
         await app.state.services.start()
+        try:
+            guard.keys = app.state.services.keys = await _key_ring(settings, stores)
+        except BaseException:
+            await app.state.services.aclose()
+            raise
         try:
             yield
         finally:
@@ -81,9 +117,10 @@ def build_app(settings: Settings) -> FastAPI:
         default_response_class=OrjsonResponse,
     )
     _install_error_handlers(app)
-    for module in (models, chat, embeddings, health, responses, conversations):
+    for module in (models, chat, embeddings, health, responses, conversations, admin_keys):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(TestIdMiddleware)
+    app.add_middleware(SecurityMiddleware, guard=guard)
     return app
 
 

@@ -13,6 +13,8 @@ from loom.engine.event_hub import EventHub
 from loom.engine.replica import Replica
 from loom.engine.turn_runner import TurnRunner
 from loom.inference.registry import ModelRegistry
+from loom.security.keys import KeyRing
+from loom.security.url_guard import UrlPolicy
 from loom.store import Stores
 
 
@@ -24,11 +26,14 @@ class Services:
     # How an event is framed on the wire; the API layer passes it in.
     serialize: Callable[[dict[str, Any]], bytes]
     turns: TurnRunner = field(default_factory=TurnRunner)
+    keys: KeyRing | None = None  # set by the app once it knows whether auth is on
+    url_policy: UrlPolicy = field(init=False)
     hub: EventHub = field(default_factory=EventHub)
     background: BackgroundRunner = field(init=False)
     replica: Replica = field(init=False)
 
     def __post_init__(self) -> None:
+        self.url_policy = UrlPolicy(self.settings.mcp_guard)
         self.background = BackgroundRunner(
             self.settings,
             self.models,
@@ -36,6 +41,7 @@ class Services:
             self.serialize,
             self.hub,
             replica_id=f"replica_{uuid.uuid4().hex[:12]}",
+            url_policy=self.url_policy,
         )
         self.replica = Replica(self.background, self.settings.db_url)
 

@@ -29,7 +29,12 @@ async def create_response(
 ):
     req, body = await parse_body(request, CreateResponse)
     prepared = await prepare_turn(
-        req, owner=who, settings=svc.settings, models=svc.models, stores=svc.stores
+        req,
+        owner=who,
+        settings=svc.settings,
+        models=svc.models,
+        stores=svc.stores,
+        url_policy=svc.url_policy,
     )
     if req.background:
         # A replica that is shutting down queues the work for another one.

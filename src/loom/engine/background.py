@@ -36,6 +36,7 @@ from loom.engine.settle import end_failed_in, requeue_or_fail_in
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.errors import LoomError
 from loom.inference.registry import ModelRegistry
+from loom.security.url_guard import UrlPolicy
 from loom.store import DuplicateIdError, Stores
 from loom.store.background import end_job_in, insert_events_in, lock_job_in
 from loom.store.conversations import append_items_in
@@ -133,6 +134,7 @@ class BackgroundRunner:
         serialize: Serialize,
         hub: EventHub,
         replica_id: str,
+        url_policy: UrlPolicy,
     ) -> None:
         self.settings = settings
         self.models = models
@@ -140,6 +142,7 @@ class BackgroundRunner:
         self.serialize = serialize
         self.hub = hub
         self.replica_id = replica_id
+        self.url_policy = url_policy
         self.runs: dict[str, LocalRun] = {}
 
     def _new_run(self, prepared: PreparedTurn, owner: str, base: int = 0) -> LocalRun:
@@ -201,6 +204,7 @@ class BackgroundRunner:
                 settings=self.settings,
                 models=self.models,
                 stores=self.stores,
+                url_policy=self.url_policy,
                 response_id=response_id,
                 created_at=stored["response"]["created_at"],
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from loom.store.api_keys import ApiKeyStore
 from loom.store.background import BackgroundStore
 from loom.store.chat_completions import ChatCompletionStore
 from loom.store.conversations import ConversationStore
@@ -16,6 +17,7 @@ from loom.store.errors import DuplicateIdError
 from loom.store.responses import ResponseStore
 
 __all__ = [
+    "ApiKeyStore",
     "BackgroundStore",
     "ChatCompletionStore",
     "ConversationStore",
@@ -33,6 +35,7 @@ class Stores:
     chat_completions: ChatCompletionStore
     responses: ResponseStore
     conversations: ConversationStore
+    api_keys: ApiKeyStore
     background: BackgroundStore
 
     @classmethod
@@ -42,6 +45,7 @@ class Stores:
             ChatCompletionStore(db),
             ResponseStore(db),
             ConversationStore(db),
+            ApiKeyStore(db),
             BackgroundStore(db),
         )
 
