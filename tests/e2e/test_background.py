@@ -145,3 +145,24 @@ def test_background_failure_ends_failed(client, upstream):
     )
     assert done.status == "failed" and done.error is not None
     validate_response(done.model_dump(mode="json", exclude_unset=True, by_alias=True))
+
+
+def test_a_response_deleted_while_it_runs_stays_deleted(client, upstream, loom_server):
+    upstream.script(Turn(text=WORDS, delay=0.05))
+    seen: list[str] = []
+
+    def delete_once_it_writes(event):
+        if event["type"] == "response.created":
+            seen.append(event["response"]["id"])
+        elif event["type"] == "response.output_text.delta" and len(seen) == 1:
+            client.responses.delete(seen[0])
+            seen.append("deleted")
+
+    body = {"model": MODEL, "input": "x", "background": True, "stream": True}
+    events = read_sse(
+        "POST", f"{loom_server.url}/v1/responses", body, on_event=delete_once_it_writes
+    )
+    validate_stream(events)  # the turn ran to its end
+    assert seen[1:] == ["deleted"]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(seen[0])

@@ -38,7 +38,12 @@ from loom.errors import LoomError
 from loom.inference.registry import ModelRegistry
 from loom.security.url_guard import UrlPolicy
 from loom.store import DuplicateIdError, Stores
-from loom.store.background import end_job_in, insert_events_in, lock_job_in
+from loom.store.background import (
+    end_job_in,
+    insert_events_in,
+    lock_job_in,
+    response_exists_in,
+)
 from loom.store.conversations import append_items_in
 from loom.store.responses import upsert_response_in
 
@@ -324,6 +329,12 @@ class BackgroundRunner:
             if job is None or job["state"] != "running" or job["lease_owner"] != self.replica_id:
                 log.warning("response %s was settled elsewhere; result dropped", run.response_id)
                 return None
+            if not await response_exists_in(conn, run.response_id):
+                # Deleted while it ran: nothing is stored again; its stream still ends.
+                await end_job_in(conn, run.response_id)
+                if run.terminal is None or run.stop_reason == "cancel":
+                    return None
+                return run.terminal["sequence_number"], self.serialize(run.terminal)
             cancelled = job["cancel_requested"] or run.stop_reason == "cancel"
             terminal = None
             if cancelled:

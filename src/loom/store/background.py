@@ -78,6 +78,11 @@ def parse_live_payload(payload: str) -> tuple[str, int, list[bytes]]:
     return response_id, int(first), frames
 
 
+async def response_exists_in(conn: AsyncConnection, response_id: str) -> bool:
+    query = sa.select(resp_t.c.id).where(resp_t.c.id == response_id)
+    return (await conn.execute(query)).first() is not None
+
+
 async def lock_job_in(conn: AsyncConnection, response_id: str) -> Json | None:
     """The job row, locked until the transaction ends (SQLite's writer lock does that)."""
     query = sa.select(jobs_t).where(jobs_t.c.response_id == response_id)
