@@ -10,7 +10,18 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom import __version__
-from loom.api import admin_keys, chat, conversations, embeddings, health, models, responses
+from loom.api import (
+    admin_keys,
+    chat,
+    conversations,
+    embeddings,
+    health,
+    models,
+    prompts,
+    responses,
+    responses_extra,
+    responses_ws,
+)
 from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
 from loom.api.sse import typed_event_bytes
@@ -117,7 +128,18 @@ def build_app(settings: Settings) -> FastAPI:
         default_response_class=OrjsonResponse,
     )
     _install_error_handlers(app)
-    for module in (models, chat, embeddings, health, responses, conversations, admin_keys):
+    for module in (
+        models,
+        chat,
+        embeddings,
+        health,
+        responses_extra,
+        responses,
+        responses_ws,
+        conversations,
+        admin_keys,
+        prompts,
+    ):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(TestIdMiddleware)
     app.add_middleware(SecurityMiddleware, guard=guard)

@@ -26,6 +26,7 @@ class Services:
     # How an event is framed on the wire; the API layer passes it in.
     serialize: Callable[[dict[str, Any]], bytes]
     turns: TurnRunner = field(default_factory=TurnRunner)
+    websockets_open: int = 0  # WebSocket-mode connections, against their configured limit
     keys: KeyRing | None = None  # set by the app once it knows whether auth is on
     url_policy: UrlPolicy = field(init=False)
     hub: EventHub = field(default_factory=EventHub)

@@ -14,6 +14,7 @@ from loom.store.chat_completions import ChatCompletionStore
 from loom.store.conversations import ConversationStore
 from loom.store.db import Database
 from loom.store.errors import DuplicateIdError
+from loom.store.prompts import PromptStore, StaleVersionError, UnknownVersionError
 from loom.store.responses import ResponseStore
 
 __all__ = [
@@ -23,8 +24,11 @@ __all__ = [
     "ConversationStore",
     "Database",
     "DuplicateIdError",
+    "PromptStore",
     "ResponseStore",
+    "StaleVersionError",
     "Stores",
+    "UnknownVersionError",
     "open_stores",
 ]
 
@@ -36,6 +40,7 @@ class Stores:
     responses: ResponseStore
     conversations: ConversationStore
     api_keys: ApiKeyStore
+    prompts: PromptStore
     background: BackgroundStore
 
     @classmethod
@@ -46,6 +51,7 @@ class Stores:
             ResponseStore(db),
             ConversationStore(db),
             ApiKeyStore(db),
+            PromptStore(db),
             BackgroundStore(db),
         )
 
