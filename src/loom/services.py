@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from loom.api.turn_runner import TurnRunner
 from loom.config import Settings
 from loom.inference.registry import ModelRegistry
+from loom.rag.retrieval import Retrieval
 from loom.store import Stores
 
 
@@ -16,6 +17,8 @@ class Services:
     models: ModelRegistry
     stores: Stores
     turns: TurnRunner = field(default_factory=TurnRunner)
+    # Search over vector stores, for the search route and the file_search tool.
+    retrieval: Retrieval | None = None
 
     async def aclose(self) -> None:
         await self.turns.aclose()
