@@ -4,27 +4,16 @@ from __future__ import annotations
 
 from fastapi import Query, Request
 
+from loom.engine.request import INCLUDABLE
 from loom.errors import InvalidRequestError
-
-# The values the Responses API defines for `include`.
-INCLUDABLE = frozenset(
-    {
-        "file_search_call.results",
-        "web_search_call.results",
-        "web_search_call.action.sources",
-        "message.input_image.image_url",
-        "computer_call_output.output.image_url",
-        "code_interpreter_call.outputs",
-        "reasoning.encrypted_content",
-        "message.output_text.logprobs",
-    }
-)
 
 
 async def includes(
     request: Request,
     include: list[str] | None = Query(
-        None, description="Accepted for compatibility; Loom always returns items whole."
+        None,
+        description="`file_search_call.results` adds search results to file_search_call"
+        " items; the other values are accepted for compatibility.",
     ),
 ) -> list[str]:
     """The `include` query values, validated. The `openai` SDK sends them as `include[]`,

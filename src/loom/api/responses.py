@@ -19,19 +19,34 @@ from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.errors import NotFoundError
 from loom.services import Services
 from loom.store import DuplicateIdError
+from loom.tools.file_search import present_items
 
 log = logging.getLogger("loom.api")
 
 router = APIRouter()
 
 
-def _persister(svc: Services, who: str, prepared: PreparedTurn, store: bool):
+def _present(response: dict[str, Any], include: list[str] | None) -> dict[str, Any]:
+    """The Response as the client sees it: file search results only when included."""
+    output = response.get("output") or []
+    shown = present_items(output, include)
+    return response if shown is output else {**response, "output": shown}
+
+
+def _persister(svc: Services, who: str, prepared: PreparedTurn, req: CreateResponse):
     """Save the turn: the response (unless `store` is false) and, on a conversation, the
     turn's items. If the save itself fails, the response becomes `failed` and says why,
-    so the client never sees `completed` for a turn that was not kept."""
+    so the client never sees `completed` for a turn that was not kept. The stored turn
+    keeps file search results (a later turn's model reads them); once saved, the final
+    Response shows them only if `include` asked for them."""
     conversation_id = prepared.conversation_id
+    store = req.store
 
     async def persist(response: dict[str, Any]) -> None:
+        await save(response)
+        response["output"] = present_items(response["output"], req.include)
+
+    async def save(response: dict[str, Any]) -> None:
         ok = response["status"] != "failed"
         # A failed turn leaves the conversation untouched.
         items = prepared.input_items + response["output"] if ok and conversation_id else []
@@ -72,9 +87,14 @@ async def create_response(
 ):
     req, _ = await parse_body(request, CreateResponse)
     prepared = await prepare_turn(
-        req, owner=who, settings=svc.settings, models=svc.models, stores=svc.stores
+        req,
+        owner=who,
+        settings=svc.settings,
+        models=svc.models,
+        stores=svc.stores,
+        searcher=svc.retrieval,
     )
-    persist = _persister(svc, who, prepared, req.store)
+    persist = _persister(svc, who, prepared, req)
     events = run_turn(prepared.turn)
     if req.stream:
         return sse_response(await svc.turns.stream(events, persist))
@@ -87,12 +107,15 @@ def _not_found(response_id: str) -> NotFoundError:
 
 @router.get("/responses/{response_id}")
 async def get_response(
-    response_id: str, svc: Services = Depends(services), who: str = Depends(owner)
+    response_id: str,
+    include: list[str] = Depends(includes),
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
 ):
     stored = await svc.stores.responses.get(who, response_id)
     if stored is None:
         raise _not_found(response_id)
-    return stored["response"]
+    return _present(stored["response"], include)
 
 
 @router.delete("/responses/{response_id}")
@@ -123,14 +146,14 @@ async def list_input_items(
     before: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
-    _include: list[str] = Depends(includes),
+    include: list[str] = Depends(includes),
     svc: Services = Depends(services),
     who: str = Depends(owner),
 ):
     stored = await svc.stores.responses.get(who, response_id)
     if stored is None:
         raise _not_found(response_id)
-    items = stored["input_items"]
+    items = present_items(stored["input_items"], include)
     if order == "desc":
         items = list(reversed(items))
     ids = [item.get("id") for item in items]

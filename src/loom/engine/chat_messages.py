@@ -6,8 +6,11 @@ single place where one becomes the other.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from loom.engine.citations import with_markers
+from loom.tools.file_search import SEARCH_FUNCTION, render_for_model
 from loom.tools.mcp_tools import error_text
 
 Item = dict[str, Any]
@@ -67,15 +70,48 @@ def _denied(request: Item, answer: Item) -> list[Message]:
     ]
 
 
+def _assistant_text(parts: list[dict[str, Any]]) -> str:
+    """An answer as the model wrote it: file citations go back in as `<|file-id|>`."""
+    return "".join(
+        with_markers(p.get("text") or "", p.get("annotations") or ())
+        if p.get("type") == "output_text"
+        else p.get("refusal") or ""
+        for p in parts
+    )
+
+
+def _search_call(item: Item, messages: list[Message], after_search: bool) -> None:
+    """A file search: the model's call, then the hits it read. Searches that follow each
+    other came from one model call: one assistant message, then their tool messages."""
+    query = " ".join(item.get("queries") or [])
+    call = {
+        "id": item["id"],
+        "type": "function",
+        "function": {"name": SEARCH_FUNCTION, "arguments": json.dumps({"query": query})},
+    }
+    assistant = None
+    if after_search:
+        assistant = next(m for m in reversed(messages) if m["role"] == "assistant")
+    if assistant is not None:
+        assistant["tool_calls"].append(call)
+    else:
+        messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+    messages.append({"role": "tool", "tool_call_id": item["id"], "content": render_for_model(item)})
+
+
 def items_to_messages(items: list[Item]) -> list[Message]:
     messages: list[Message] = []
     approval_requests: dict[str, Item] = {}
+    previous = None
     for item in items:
         kind = item.get("type")
-        if kind == "message":
+        after_search, previous = previous == "file_search_call", kind
+        if kind == "file_search_call":
+            _search_call(item, messages, after_search)
+        elif kind == "message":
             role = item["role"]
             if role == "assistant":
-                messages.append({"role": "assistant", "content": _text(item["content"])})
+                messages.append({"role": "assistant", "content": _assistant_text(item["content"])})
             elif role in ("system", "developer"):
                 messages.append({"role": "system", "content": _text(item["content"])})
             else:

@@ -23,6 +23,28 @@ def _metadata_limits(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+# The values the Responses API defines for `include`.
+INCLUDABLE = frozenset(
+    {
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "message.input_image.image_url",
+        "computer_call_output.output.image_url",
+        "code_interpreter_call.outputs",
+        "reasoning.encrypted_content",
+        "message.output_text.logprobs",
+    }
+)
+
+
+def _known_includes(value: list[str]) -> list[str]:
+    for entry in value:
+        if entry not in INCLUDABLE:
+            raise ValueError(f"{entry!r} is not one of {sorted(INCLUDABLE)}")
+    return value
+
+
 # OpenAI's `metadata`: at most 16 string pairs, keys up to 64 and values up to 512 chars.
 Metadata = Annotated[dict[str, str], AfterValidator(_metadata_limits)]
 
@@ -80,7 +102,7 @@ class CreateResponse(BaseModel):
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
     reasoning: ReasoningConfig | None = None
-    include: list[str] | None = None
+    include: Annotated[list[str], AfterValidator(_known_includes)] | None = None
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None

@@ -14,10 +14,12 @@ from loom.engine.input_items import normalize_input
 from loom.engine.loop import Turn
 from loom.engine.mcp_steps import reuse_listings
 from loom.engine.request import CreateResponse, chat_params, response_skeleton
-from loom.errors import InvalidRequestError
+from loom.engine.search_steps import SearchContext
+from loom.errors import InvalidRequestError, LoomError
 from loom.inference.registry import ModelRegistry
 from loom.store import Stores
-from loom.tools.toolset import build_toolset
+from loom.tools.file_search import INCLUDE_RESULTS, Searcher, known_files
+from loom.tools.toolset import ToolSet, build_toolset
 
 
 @dataclass
@@ -27,6 +29,26 @@ class PreparedTurn:
     conversation_id: str | None
 
 
+async def _search_context(
+    toolset: ToolSet, req: CreateResponse, owner: str, searcher: Searcher | None
+) -> SearchContext | None:
+    """Check the file_search tool's vector stores up front, so an unknown id is a 404
+    naming the field before anything runs, and nothing is stored."""
+    config = toolset.file_search
+    if config is None:
+        return None
+    if searcher is None:
+        raise InvalidRequestError(
+            "file_search is not available on this server.", param=f"{config.where}.type"
+        )
+    try:
+        await searcher.require_vector_stores(owner, list(config.vector_store_ids))
+    except LoomError as exc:
+        exc.param = f"{config.where}.vector_store_ids"
+        raise
+    return SearchContext(owner, searcher, INCLUDE_RESULTS in (req.include or ()))
+
+
 async def prepare_turn(
     req: CreateResponse,
     *,
@@ -34,6 +56,7 @@ async def prepare_turn(
     settings: Settings,
     models: ModelRegistry,
     stores: Stores,
+    searcher: Searcher | None = None,
 ) -> PreparedTurn:
     resolved = await models.resolve(req.model)
     input_items = normalize_input(req.input)
@@ -41,6 +64,7 @@ async def prepare_turn(
     if not input_items and not req.previous_response_id and not conversation_id:
         raise InvalidRequestError("'input' is required.", param="input", code="missing_required")
     toolset = build_toolset(req.tools, req.tool_choice)
+    search = await _search_context(toolset, req, owner, searcher)
     history = await history_items(
         stores,
         owner,
@@ -50,6 +74,7 @@ async def prepare_turn(
     input_items = check_against_history(input_items, history, conversation_id)
     approved = approved_calls(history, input_items, toolset)
     reuse_listings(toolset, history + input_items)
+    toolset.citable_files.update(known_files(history + input_items))
     response = response_skeleton(
         req,
         response_id=new_id("resp"),
@@ -68,5 +93,6 @@ async def prepare_turn(
         max_iterations=settings.max_tool_iterations,
         approved=approved,
         mcp_timeout=settings.mcp_timeout,
+        search=search,
     )
     return PreparedTurn(turn, input_items, conversation_id)
