@@ -6,7 +6,10 @@ Used by every streaming test. It checks:
   event (`response.completed`, `response.incomplete` or `response.failed`) at the end;
 - each item: `output_item.added` → its inner events → `output_item.done`, never
   interleaved, output indexes in order; message and reasoning content-part events around
-  their deltas; function / MCP argument deltas before their `done`;
+  their deltas; function / MCP argument deltas before their `done`; a file search's
+  `in_progress` → `searching` → `completed` (no `completed` when it failed);
+- a message's `output_text.annotation.added` events, numbered from 0, add up to the
+  annotations of its final content part;
 - concatenated deltas equal the `done` text, the item in `output_item.done`, and the
   item in the final Response's `output`;
 - every event parses as the `openai` SDK's event type and validates against the Open
@@ -147,12 +150,28 @@ def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, A
             f"{kind} must end with content_part.done: {types}",
         )
         _check(types[-2] == done, f"{kind} needs {done} before content_part.done: {types}")
-        middle = types[1:-2]
+        annotation = "response.output_text.annotation.added"
+        middle = [t for t in types[1:-2] if t != annotation]
         _check(
             len(middle) >= 1 and all(t == delta for t in middle),
             f"{kind} needs one or more {delta}: {types}",
         )
-        text = "".join(e["delta"] for e in inner[1:-2])
+        text = "".join(e["delta"] for e in inner[1:-2] if e["type"] == delta)
+        added = [e for e in inner if e["type"] == annotation]
+        _check(
+            [e["annotation_index"] for e in added] == list(range(len(added))),
+            f"{kind}: annotation indexes are not 0, 1, 2, ...",
+        )
+        if kind == "message":
+            annotations = inner[-1]["part"]["annotations"]
+            _check(
+                [e["annotation"] for e in added] == annotations,
+                f"{kind}: annotation.added events differ from the part's annotations",
+            )
+            _check(
+                item["content"][0]["annotations"] == annotations,
+                f"{kind}: item annotations differ from the content part's",
+            )
         _check(
             inner[-2]["text"] == text, f"{kind}: deltas {text!r} != done text {inner[-2]['text']!r}"
         )
@@ -178,6 +197,11 @@ def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, A
                 types[-1] in ("response.mcp_call.completed", "response.mcp_call.failed"),
                 f"mcp_call must end completed or failed: {types}",
             )
+    elif kind == "file_search_call":
+        states = ["response.file_search_call.in_progress", "response.file_search_call.searching"]
+        ending = [] if item["status"] == "failed" else ["response.file_search_call.completed"]
+        _check(types == states + ending, f"file_search_call events: {types}")
+        _check(item["status"] in ("completed", "failed"), f"file_search_call ends {item['status']}")
     elif kind == "mcp_list_tools":
         _check(
             types[:1] == ["response.mcp_list_tools.in_progress"], f"mcp_list_tools events: {types}"
