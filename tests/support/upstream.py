@@ -235,11 +235,31 @@ def _asks_usage(request: dict[str, Any]) -> bool:
     return bool((request["body"].get("stream_options") or {}).get("include_usage"))
 
 
+def _searches_of(data: dict[str, Any]) -> list[str]:
+    """The queries of the knowledge_search calls a recorded answer makes."""
+    parts: dict[int, str] = {}
+    for chunk in data["response"]["body"]:
+        for choice in chunk["__data__"].get("choices") or ():
+            for call in (choice.get("delta") or {}).get("tool_calls") or ():
+                fn = call.get("function") or {}
+                parts[call["index"]] = parts.get(call["index"], "") + (fn.get("arguments") or "")
+    queries = []
+    for arguments in parts.values():
+        try:
+            query = json.loads(arguments).get("query")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(query, str):
+            queries.append(query)
+    return queries
+
+
 class Recordings:
     def __init__(self, directory: Path = SHARED_RECORDINGS):
         self.by_signature: dict[str, dict[str, Any]] = {}
         # (embedding model, input text) → the recorded vector
         self.embeddings: dict[tuple[str, str], list[float]] = {}
+        candidates: dict[str, list[dict[str, Any]]] = {}
         for path in sorted(directory.glob("*.json")):
             data = json.loads(path.read_text())
             request = data.get("request", {})
@@ -250,11 +270,18 @@ class Recordings:
                 continue
             if not data["response"].get("is_streaming"):
                 continue
-            signature = request_signature(request["body"])
-            # Loom always asks for usage: the first recording that carries it wins.
-            current = self.by_signature.get(signature)
-            if current is None or (_asks_usage(request) and not _asks_usage(current["request"])):
-                self.by_signature[signature] = data
+            candidates.setdefault(request_signature(request["body"]), []).append(data)
+        for signature, recorded in candidates.items():
+            # Several runs recorded the same request. Prefer the answer whose searches can
+            # be replayed (their query embeddings were recorded too), then one that carries
+            # usage (Loom always asks for it), then the first.
+            self.by_signature[signature] = min(
+                recorded,
+                key=lambda d: (not self._replayable(d), not _asks_usage(d["request"])),
+            )
+
+    def _replayable(self, data: dict[str, Any]) -> bool:
+        return all(("text-embedding-3-small", q) in self.embeddings for q in _searches_of(data))
 
     def _add_embeddings(self, body: dict[str, Any], response: dict[str, Any]) -> None:
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
