@@ -10,7 +10,16 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom import __version__
-from loom.api import chat, conversations, embeddings, health, models, responses
+from loom.api import (
+    chat,
+    conversations,
+    embeddings,
+    files,
+    health,
+    models,
+    responses,
+    vector_stores,
+)
 from loom.api.body import param_of
 from loom.api.json import OrjsonResponse
 from loom.config import Settings
@@ -18,6 +27,7 @@ from loom.errors import LoomError
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
 from loom.inference.test_id import TestIdMiddleware
+from loom.rag.service import start_rag
 from loom.services import Services
 from loom.store import open_stores
 
@@ -65,7 +75,10 @@ def build_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stores = await open_stores(settings.db_url)
-        app.state.services = Services(settings=settings, models=registry, stores=stores)
+        rag = await start_rag(settings, stores.db, registry)
+        app.state.services = Services(
+            settings=settings, models=registry, stores=stores, retrieval=rag.retrieval, rag=rag
+        )
         try:
             yield
         finally:
@@ -79,7 +92,16 @@ def build_app(settings: Settings) -> FastAPI:
         default_response_class=OrjsonResponse,
     )
     _install_error_handlers(app)
-    for module in (models, chat, embeddings, health, responses, conversations):
+    for module in (
+        models,
+        chat,
+        embeddings,
+        health,
+        responses,
+        conversations,
+        files,
+        vector_stores,
+    ):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(TestIdMiddleware)
     return app

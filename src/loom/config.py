@@ -67,15 +67,32 @@ class Settings(_Strict):
     )
     mcp_timeout: float = 30.0
     max_tool_iterations: int = 10
+    # Retrieval: where uploads are kept ("" = beside a SQLite database, else the data dir),
+    # the upload size limit, and the embedding model of vector stores that name none.
+    files_dir: str = ""
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    embedding_model: str = "local/all-minilm-l6-v2"
 
     def provider(self, name: str) -> ProviderSettings | None:
         return next((p for p in self.providers if p.name == name), None)
 
 
-def default_db_url() -> str:
+def _data_dir() -> Path:
     data_dir = Path(user_data_dir("loom", appauthor=False))
     data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite+aiosqlite:///{data_dir / 'loom.db'}"
+    return data_dir
+
+
+def default_db_url() -> str:
+    return f"sqlite+aiosqlite:///{_data_dir() / 'loom.db'}"
+
+
+def default_files_dir(db_url: str) -> str:
+    """Uploads live beside a SQLite database file, else under the user's data dir."""
+    prefix = next((p for p in ("sqlite+aiosqlite:///", "sqlite:///") if db_url.startswith(p)), "")
+    if prefix and not db_url[len(prefix) :].startswith("file:"):
+        return str(Path(db_url[len(prefix) :].split("?")[0]).parent / "files")
+    return str(_data_dir() / "files")
 
 
 _ENV_FIELDS = {
@@ -87,6 +104,9 @@ _ENV_FIELDS = {
     "LOOM_RECORDINGS_DIR": "recordings_dir",
     "LOOM_MCP_TIMEOUT": "mcp_timeout",
     "LOOM_MAX_TOOL_ITERATIONS": "max_tool_iterations",
+    "LOOM_FILES_DIR": "files_dir",
+    "LOOM_MAX_UPLOAD_BYTES": "max_upload_bytes",
+    "LOOM_EMBEDDING_MODEL": "embedding_model",
 }
 
 
@@ -132,6 +152,8 @@ def load_settings(
         )
     if not settings.db_url:
         settings.db_url = default_db_url()
+    if not settings.files_dir:
+        settings.files_dir = default_files_dir(settings.db_url)
     names = [p.name for p in settings.providers]
     if len(names) != len(set(names)) or "local" in names:
         raise ConfigError(f"provider names must be unique and not 'local': {names}")

@@ -8,6 +8,7 @@ from loom.api.turn_runner import TurnRunner
 from loom.config import Settings
 from loom.inference.registry import ModelRegistry
 from loom.rag.retrieval import Retrieval
+from loom.rag.service import RagServices
 from loom.store import Stores
 
 
@@ -19,8 +20,12 @@ class Services:
     turns: TurnRunner = field(default_factory=TurnRunner)
     # Search over vector stores, for the search route and the file_search tool.
     retrieval: Retrieval | None = None
+    # Files, vector stores, embeddings and ingestion, for their routes.
+    rag: RagServices | None = None
 
     async def aclose(self) -> None:
         await self.turns.aclose()
+        if self.rag is not None:
+            await self.rag.aclose()
         await self.models.aclose()
         await self.stores.db.close()

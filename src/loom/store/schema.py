@@ -94,3 +94,7 @@ conversation_items = sa.Table(
     sa.Column("item", JSONText, nullable=False),
     sa.UniqueConstraint("conversation_id", "item_id"),
 )
+
+
+# The retrieval tables join the same metadata (imported last: it needs `metadata`).
+from loom.store import retrieval_schema  # noqa: E402, F401

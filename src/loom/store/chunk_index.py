@@ -1,0 +1,260 @@
+"""The search index over chunks: writes and the two candidate queries, per backend.
+
+SQLite keeps keywords in the FTS5 table `chunk_fts` and vectors in sqlite-vec `vec0`
+tables, one per embedding size (`chunk_vec_<dims>`, partitioned by vector store, cosine
+distance), both keyed by the chunk id. PostgreSQL keeps each vector as float32 bytes in
+`chunks.embedding` (no pgvector assumed) and ranks keywords with full-text search over
+`to_tsvector('english', text)`, which a GIN index serves.
+
+Both candidate queries take an optional SQL condition over `vector_store_files.attributes`
+(from attribute_filters.py), so a filter decides membership inside the query.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from loom.store.retrieval_schema import chunks as chunks_t
+from loom.store.retrieval_schema import vector_store_files as vsf_t
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_MAX_TERMS = 32
+
+
+def _vec_table(dims: int) -> str:
+    return f"chunk_vec_{int(dims)}"
+
+
+async def _vec_tables(conn: AsyncConnection) -> list[str]:
+    rows = await conn.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name GLOB 'chunk_vec_[0-9]*'"
+        " AND name NOT GLOB '*_*_*_*'"
+    )
+    return [r[0] for r in rows]
+
+
+async def insert_chunks(
+    conn: AsyncConnection,
+    owner: str,
+    store_id: str,
+    file_id: str,
+    texts: list[str],
+    vectors: np.ndarray,
+) -> None:
+    if not texts:
+        return
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    sqlite = conn.dialect.name == "sqlite"
+    rows = [
+        {
+            "vector_store_id": store_id,
+            "file_id": file_id,
+            "owner": owner,
+            "position": i,
+            "text": text,
+            "embedding": None if sqlite else vectors[i].tobytes(),
+        }
+        for i, text in enumerate(texts)
+    ]
+    result = await conn.execute(
+        sa.insert(chunks_t).returning(chunks_t.c.id, sort_by_parameter_order=True), rows
+    )
+    ids = [r[0] for r in result]
+    if not sqlite:
+        return
+    table = _vec_table(vectors.shape[1])
+    await conn.exec_driver_sql(
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING vec0("
+        f"vector_store_id text partition key, embedding float[{vectors.shape[1]}] "
+        "distance_metric=cosine)"
+    )
+    await conn.exec_driver_sql(
+        "INSERT INTO chunk_fts(rowid, text) VALUES (?, ?)", list(zip(ids, texts, strict=True))
+    )
+    await conn.exec_driver_sql(
+        f"INSERT INTO {table}(rowid, vector_store_id, embedding) VALUES (?, ?, ?)",
+        [(i, store_id, vectors[n].tobytes()) for n, i in enumerate(ids)],
+    )
+
+
+async def delete_chunks(conn: AsyncConnection, where: ColumnElement[bool]) -> None:
+    if conn.dialect.name == "sqlite":
+        ids = [(i,) for i in (await conn.execute(sa.select(chunks_t.c.id).where(where))).scalars()]
+        if ids:
+            await conn.exec_driver_sql("DELETE FROM chunk_fts WHERE rowid = ?", ids)
+            for table in await _vec_tables(conn):
+                await conn.exec_driver_sql(f"DELETE FROM {table} WHERE rowid = ?", ids)
+    await conn.execute(sa.delete(chunks_t).where(where))
+
+
+def _joined(store_ids: list[str], condition: ColumnElement[bool] | None):
+    """chunks joined to their attachment, limited to the stores and the filter."""
+    join = chunks_t.join(
+        vsf_t,
+        sa.and_(
+            vsf_t.c.vector_store_id == chunks_t.c.vector_store_id,
+            vsf_t.c.file_id == chunks_t.c.file_id,
+        ),
+    )
+    where = [chunks_t.c.vector_store_id.in_(store_ids)]
+    if condition is not None:
+        where.append(condition)
+    return join, where
+
+
+def keyword_terms(query: str) -> list[str]:
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(query.lower()):
+        seen.setdefault(word, None)
+    return list(seen)[:_MAX_TERMS]
+
+
+async def keyword_candidates(
+    conn: AsyncConnection,
+    store_ids: list[str],
+    query: str,
+    condition: ColumnElement[bool] | None,
+    limit: int,
+) -> dict[int, float]:
+    """Chunk id -> keyword relevance (higher is better, > 0) for the best `limit` matches."""
+    terms = keyword_terms(query)
+    if not terms:
+        return {}
+    join, where = _joined(store_ids, condition)
+    if conn.dialect.name == "sqlite":
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        fts = sa.table("chunk_fts", sa.column("rowid"), sa.column("chunk_fts"))
+        score = -sa.func.bm25(sa.literal_column("chunk_fts"))
+        query_ = (
+            sa.select(chunks_t.c.id, score.label("score"))
+            .select_from(join.join(fts, fts.c.rowid == chunks_t.c.id))
+            .where(sa.literal_column("chunk_fts").op("MATCH")(match), *where)
+            .order_by(sa.desc("score"))
+            .limit(limit)
+        )
+    else:
+        tsquery = sa.func.to_tsquery("english", " | ".join(terms))
+        vector = sa.func.to_tsvector("english", chunks_t.c.text)
+        score = sa.func.ts_rank(vector, tsquery)
+        query_ = (
+            sa.select(chunks_t.c.id, score.label("score"))
+            .select_from(join)
+            .where(vector.op("@@")(tsquery), *where)
+            .order_by(sa.desc("score"))
+            .limit(limit)
+        )
+    return {r[0]: float(r[1]) for r in await conn.execute(query_) if r[1] and r[1] > 0}
+
+
+async def vector_candidates(
+    conn: AsyncConnection,
+    store_ids: list[str],
+    vector: np.ndarray,
+    condition: ColumnElement[bool] | None,
+    limit: int,
+    extra_ids: list[int],
+) -> dict[int, float]:
+    """Chunk id -> cosine similarity for the `limit` nearest chunks, plus `extra_ids`."""
+    vector = np.ascontiguousarray(vector, dtype=np.float32)
+    if conn.dialect.name == "sqlite":
+        return await _sqlite_vectors(conn, store_ids, vector, condition, limit, extra_ids)
+    join, where = _joined(store_ids, condition)
+    rows = (
+        await conn.execute(
+            sa.select(chunks_t.c.id, chunks_t.c.embedding).select_from(join).where(*where)
+        )
+    ).all()
+    return nearest([r[0] for r in rows], [r[1] for r in rows], vector, limit, extra_ids)
+
+
+def nearest(
+    ids: list[int], blobs: list[bytes], vector: np.ndarray, limit: int, extra_ids: list[int]
+) -> dict[int, float]:
+    """Brute force over float32 blobs: the `limit` best, plus the `extra_ids` present."""
+    if not ids:
+        return {}
+    matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1)
+    if matrix.shape[1] != vector.shape[0]:
+        return {}
+    sims = matrix @ vector
+    top = (
+        np.argpartition(-sims, min(limit, len(ids)) - 1)[:limit]
+        if len(ids) > limit
+        else range(len(ids))
+    )
+    out = {ids[i]: float(sims[i]) for i in top}
+    wanted = set(extra_ids) - out.keys()
+    if wanted:
+        out.update({i: float(s) for i, s in zip(ids, sims, strict=True) if i in wanted})
+    return out
+
+
+async def _sqlite_vectors(
+    conn: AsyncConnection,
+    store_ids: list[str],
+    vector: np.ndarray,
+    condition: ColumnElement[bool] | None,
+    limit: int,
+    extra_ids: list[int],
+) -> dict[int, float]:
+    table = _vec_table(vector.shape[0])
+    if table not in await _vec_tables(conn):
+        return {}
+    blob = vector.tobytes()
+    out: dict[int, float] = {}
+    if condition is None:
+        # vec0's own k-nearest scan, one partition (vector store) at a time.
+        for store_id in store_ids:
+            rows = await conn.exec_driver_sql(
+                f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ?"
+                " AND vector_store_id = ?",
+                (blob, limit, store_id),
+            )
+            out.update({r[0]: 1.0 - float(r[1]) for r in rows})
+    else:
+        join, where = _joined(store_ids, condition)
+        vec = sa.table(table, sa.column("rowid"), sa.column("embedding"))
+        distance = sa.func.vec_distance_cosine(vec.c.embedding, blob)
+        rows = await conn.execute(
+            sa.select(chunks_t.c.id, distance.label("d"))
+            .select_from(join.join(vec, vec.c.rowid == chunks_t.c.id))
+            .where(*where)
+            .order_by("d")
+            .limit(limit)
+        )
+        out.update({r[0]: 1.0 - float(r[1]) for r in rows})
+    wanted = [i for i in extra_ids if i not in out]
+    if wanted:
+        marks = ",".join("?" * len(wanted))
+        rows = await conn.exec_driver_sql(
+            f"SELECT rowid, vec_distance_cosine(embedding, ?) FROM {table}"
+            f" WHERE rowid IN ({marks})",
+            (blob, *wanted),
+        )
+        out.update({r[0]: 1.0 - float(r[1]) for r in rows})
+    return out
+
+
+async def chunk_details(conn: AsyncConnection, ids: list[int]) -> dict[int, Any]:
+    """id -> (id, file_id, vector_store_id, text, attributes) for the hits to return."""
+    if not ids:
+        return {}
+    join, _ = _joined([], None)
+    rows = await conn.execute(
+        sa.select(
+            chunks_t.c.id,
+            chunks_t.c.file_id,
+            chunks_t.c.vector_store_id,
+            chunks_t.c.text,
+            vsf_t.c.attributes,
+        )
+        .select_from(join)
+        .where(chunks_t.c.id.in_(ids))
+    )
+    return {r.id: r for r in rows}
