@@ -79,6 +79,10 @@ def _spec_view(response: dict[str, Any]) -> dict[str, Any]:
         _without_file_citations(i) for i in view["output"] if i.get("type") in _spec_item_types()
     ]
     view["tools"] = [t for t in view["tools"] if t.get("type") == "function"]
+    choice = view.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") not in ("function", "allowed_tools"):
+        # A hosted tool forced by type ({"type": "file_search"}) is not in the spec either.
+        view["tool_choice"] = "required"
     return view
 
 
