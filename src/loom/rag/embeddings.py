@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loom.errors import InvalidRequestError, UpstreamError
+from loom.errors import InvalidRequestError, NotFoundError, UpstreamError
 from loom.inference.registry import ModelRegistry
 from loom.rag.local_embedder import LocalEmbedder
 
@@ -36,7 +36,10 @@ class Embeddings:
                 f"'{model_id}' cannot embed; the local embedding model is '{self.default_model}'.",
                 param=param,
             )
-        await self.registry.resolve(model_id, param=param)
+        try:
+            await self.registry.resolve(model_id, param=param)
+        except NotFoundError as exc:
+            raise NotFoundError(exc.message, param=param, code=exc.code) from None
 
     def count_tokens(self, text: str) -> int:
         """Tokens by the bundled model's WordPiece tokenizer, whatever the store's model:
