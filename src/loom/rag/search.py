@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from loom.rag.embeddings import Embeddings
 from loom.store import attribute_filters, chunk_index
 from loom.store.db import Database
+from loom.store.pg_vectors import PgVectorCache
 from loom.store.retrieval_schema import files as files_t
 from loom.store.retrieval_schema import vector_store_files as vsf_t
 from loom.store.vector_stores import VectorStoreStore
@@ -36,6 +37,7 @@ class HybridSearch:
         self._db = db
         self._stores = stores
         self._embeddings = embeddings
+        self._pg_vectors = PgVectorCache()
 
     async def missing_vector_stores(self, owner: str, ids: list[str]) -> list[str]:
         return await self._stores.missing(owner, ids)
@@ -67,7 +69,9 @@ class HybridSearch:
             vectors = await self._embeddings.embed(model, queries)
             async with self._db.read() as conn:
                 for query, vector in zip(queries, vectors, strict=True):
-                    scores = await _fused(conn, store_ids, query, vector, condition, limit)
+                    scores = await _fused(
+                        conn, store_ids, query, vector, condition, limit, self._pg_vectors
+                    )
                     for chunk_id, score in scores.items():
                         if score > best.get(chunk_id, -1.0):
                             best[chunk_id] = score
@@ -107,10 +111,12 @@ class HybridSearch:
         return hits
 
 
-async def _fused(conn, store_ids, query, vector: np.ndarray, condition, limit) -> dict[int, float]:
+async def _fused(
+    conn, store_ids, query, vector: np.ndarray, condition, limit, cache: PgVectorCache
+) -> dict[int, float]:
     keyword = await chunk_index.keyword_candidates(conn, store_ids, query, condition, limit)
     similar = await chunk_index.vector_candidates(
-        conn, store_ids, vector, condition, limit, list(keyword)
+        conn, store_ids, vector, condition, limit, list(keyword), cache
     )
     top_keyword = max(keyword.values(), default=0.0)
     fused: dict[int, float] = {}

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from loom.store.pg_vectors import PgVectorCache
 from loom.store.retrieval_schema import chunks as chunks_t
 from loom.store.retrieval_schema import vector_store_files as vsf_t
 
@@ -159,39 +160,58 @@ async def vector_candidates(
     condition: ColumnElement[bool] | None,
     limit: int,
     extra_ids: list[int],
+    cache: PgVectorCache | None = None,
 ) -> dict[int, float]:
     """Chunk id -> cosine similarity for the `limit` nearest chunks, plus `extra_ids`."""
     vector = np.ascontiguousarray(vector, dtype=np.float32)
     if conn.dialect.name == "sqlite":
         return await _sqlite_vectors(conn, store_ids, vector, condition, limit, extra_ids)
-    join, where = _joined(store_ids, condition)
-    rows = (
-        await conn.execute(
-            sa.select(chunks_t.c.id, chunks_t.c.embedding).select_from(join).where(*where)
-        )
-    ).all()
-    return nearest([r[0] for r in rows], [r[1] for r in rows], vector, limit, extra_ids)
+    cache = cache or PgVectorCache()
+    entries = [e for e in await cache.get(conn, store_ids) if e.matrix.shape[1:] == vector.shape]
+    if not entries:
+        return {}
+    if len(entries) == 1:
+        ids, matrix = entries[0].ids, entries[0].matrix
+    else:
+        ids = np.concatenate([e.ids for e in entries])
+        matrix = np.vstack([e.matrix for e in entries])
+    allowed = None
+    if condition is not None:
+        join, where = _joined(store_ids, condition)
+        found = (
+            await conn.execute(sa.select(chunks_t.c.id).select_from(join).where(*where))
+        ).scalars()
+        allowed = np.isin(ids, np.fromiter(found, dtype=np.int64))
+    return nearest(ids, matrix, vector, limit, extra_ids, allowed)
 
 
 def nearest(
-    ids: list[int], blobs: list[bytes], vector: np.ndarray, limit: int, extra_ids: list[int]
+    ids: np.ndarray,
+    matrix: np.ndarray,
+    vector: np.ndarray,
+    limit: int,
+    extra_ids: list[int],
+    allowed: np.ndarray | None = None,
 ) -> dict[int, float]:
-    """Brute force over float32 blobs: the `limit` best, plus the `extra_ids` present."""
-    if not ids:
-        return {}
-    matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1)
-    if matrix.shape[1] != vector.shape[0]:
+    """Brute force: the `limit` most similar rows (of the `allowed` ones), plus `extra_ids`."""
+    if len(ids) == 0:
         return {}
     sims = matrix @ vector
-    top = (
-        np.argpartition(-sims, min(limit, len(ids)) - 1)[:limit]
-        if len(ids) > limit
-        else range(len(ids))
-    )
-    out = {ids[i]: float(sims[i]) for i in top}
-    wanted = set(extra_ids) - out.keys()
+    if allowed is not None:
+        sims = np.where(allowed, sims, -np.inf)
+    count = min(limit, int(np.count_nonzero(np.isfinite(sims))))
+    if count <= 0:
+        top = np.zeros(0, dtype=np.int64)
+    elif count < len(ids):
+        top = np.argpartition(-sims, count - 1)[:count]
+    else:
+        top = np.arange(len(ids))
+    out = {int(ids[i]): float(sims[i]) for i in top if np.isfinite(sims[i])}
+    wanted = [i for i in extra_ids if i not in out]
     if wanted:
-        out.update({i: float(s) for i, s in zip(ids, sims, strict=True) if i in wanted})
+        for pos in np.nonzero(np.isin(ids, np.asarray(wanted, dtype=np.int64)))[0]:
+            if np.isfinite(sims[pos]):
+                out[int(ids[pos])] = float(sims[pos])
     return out
 
 

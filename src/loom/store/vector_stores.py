@@ -204,6 +204,7 @@ class VectorStoreStore:
                     ),
                 )
                 await conn.execute(sa.delete(vsf_t).where(where))
+                await _bump_version(conn, vector_store_id)
                 await conn.execute(
                     sa.insert(vsf_t).values(
                         vector_store_id=vector_store_id,
