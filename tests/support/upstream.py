@@ -190,6 +190,11 @@ def request_signature(body: dict[str, Any]) -> str:
     return json.dumps([messages, tools], sort_keys=True)
 
 
+def _open_bracket(text: str) -> bool:
+    """Whether the text ends inside a `<...>` (maybe a marker whose id follows)."""
+    return text.rfind("<") > text.rfind(">")
+
+
 def with_file_ids(chunks: list[dict[str, Any]], mapping: dict[str, str]) -> list[dict[str, Any]]:
     """Recorded chunks with the recording server's file ids replaced by the replaying
     server's (the model cites what it was shown). A `<|file-id|>` marker split over several
@@ -208,7 +213,7 @@ def with_file_ids(chunks: list[dict[str, Any]], mapping: dict[str, str]) -> list
         if pending is not None and content is not None:
             delta = pending["choices"][0]["delta"]
             delta["content"] += content
-            if delta["content"].rfind("|>") > delta["content"].rfind("<|"):
+            if not _open_bracket(delta["content"]):
                 delta["content"] = swap(delta["content"])
                 out.append(pending)
                 pending = None
@@ -221,7 +226,7 @@ def with_file_ids(chunks: list[dict[str, Any]], mapping: dict[str, str]) -> list
             continue
         chunk = json.loads(json.dumps(chunk))
         delta = chunk["choices"][0]["delta"]
-        if delta["content"].rfind("<|") > delta["content"].rfind("|>"):
+        if _open_bracket(delta["content"]):
             pending = chunk
         else:
             delta["content"] = swap(delta["content"])
