@@ -63,23 +63,50 @@ class HybridSearch:
             if filters is None
             else attribute_filters.clause(filters, vsf_t.c.attributes, self._db.dialect_name)
         )
-        limit = max(_MIN_CANDIDATES, 4 * max_num_results)
         best: dict[int, float] = {}
         for model, store_ids in by_model.items():
             vectors = await self._embeddings.embed(model, queries)
-            async with self._db.read() as conn:
-                for query, vector in zip(queries, vectors, strict=True):
-                    scores = await _fused(
-                        conn, store_ids, query, vector, condition, limit, self._pg_vectors
-                    )
-                    for chunk_id, score in scores.items():
-                        if score > best.get(chunk_id, -1.0):
-                            best[chunk_id] = score
+            await self._rank(best, store_ids, queries, vectors, condition, max_num_results)
+        return await self._top_hits(best, max_num_results, score_threshold)
+
+    async def search_embedded(
+        self,
+        store_ids: list[str],
+        queries: list[str],
+        vectors: np.ndarray,
+        *,
+        max_num_results: int,
+        filters: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """`search` with the query vectors given: for benchmarks that time the index alone.
+        The caller has checked that the stores exist and share the vectors' model."""
+        condition = (
+            None
+            if filters is None
+            else attribute_filters.clause(filters, vsf_t.c.attributes, self._db.dialect_name)
+        )
+        best: dict[int, float] = {}
+        await self._rank(best, store_ids, queries, vectors, condition, max_num_results)
+        return await self._top_hits(best, max_num_results, None)
+
+    async def _rank(self, best, store_ids, queries, vectors, condition, max_num_results) -> None:
+        limit = max(_MIN_CANDIDATES, 4 * max_num_results)
+        async with self._db.read() as conn:
+            for query, vector in zip(queries, vectors, strict=True):
+                scores = await _fused(
+                    conn, store_ids, query, vector, condition, limit, self._pg_vectors
+                )
+                for chunk_id, score in scores.items():
+                    if score > best.get(chunk_id, -1.0):
+                        best[chunk_id] = score
+
+    async def _top_hits(
+        self, best: dict[int, float], max_num_results: int, score_threshold: float | None
+    ) -> list[dict[str, Any]]:
         ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
         if score_threshold is not None:
             ranked = [(i, s) for i, s in ranked if s >= score_threshold]
-        ranked = ranked[:max_num_results]
-        return await self._hits(ranked)
+        return await self._hits(ranked[:max_num_results])
 
     async def _hits(self, ranked: list[tuple[int, float]]) -> list[dict[str, Any]]:
         async with self._db.read() as conn:

@@ -26,6 +26,7 @@ from loom.store.retrieval_schema import vector_store_files as vsf_t
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_TERMS = 32
+_COMMON_FLOOR = 2000
 
 
 def _vec_table(dims: int) -> str:
@@ -109,6 +110,20 @@ def _joined(store_ids: list[str], condition: ColumnElement[bool] | None):
     return join, where
 
 
+async def _selective_terms(conn: AsyncConnection, terms: list[str]) -> list[str]:
+    """Drop terms found in more than a twentieth of all chunks (and over _COMMON_FLOOR):
+    their BM25 weight is slight, and scoring every chunk they match would cost more than
+    the rest of the search. The document counts come from FTS5's own vocabulary table."""
+    marks = ",".join("?" * len(terms))
+    rows = await conn.exec_driver_sql(
+        f"SELECT term, doc FROM chunk_fts_vocab WHERE term IN ({marks})", tuple(terms)
+    )
+    counts = dict(rows.all())
+    total = (await conn.exec_driver_sql("SELECT max(id) FROM chunks")).scalar() or 0
+    ceiling = max(_COMMON_FLOOR, total // 20)
+    return [t for t in terms if counts.get(t, 0) <= ceiling]
+
+
 def keyword_terms(query: str) -> list[str]:
     seen: dict[str, None] = {}
     for word in _WORD.findall(query.lower()):
@@ -129,24 +144,36 @@ async def keyword_candidates(
         return {}
     join, where = _joined(store_ids, condition)
     if conn.dialect.name == "sqlite":
+        terms = await _selective_terms(conn, terms)
+        if not terms:
+            return {}
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        fts = sa.table("chunk_fts", sa.column("rowid"), sa.column("chunk_fts"))
-        score = -sa.func.bm25(sa.literal_column("chunk_fts"))
+        # Matched once, materialized, then joined: left to itself SQLite runs the MATCH
+        # once per candidate chunk.
+        matched = (
+            sa.select(
+                sa.literal_column("rowid").label("id"),
+                sa.func.bm25(sa.literal_column("chunk_fts")).label("bm25"),
+            )
+            .select_from(sa.table("chunk_fts"))
+            .where(sa.literal_column("chunk_fts").op("MATCH")(match))
+            .cte("matched")
+            .prefix_with("MATERIALIZED")
+        )
         query_ = (
-            sa.select(chunks_t.c.id, score.label("score"))
-            .select_from(join.join(fts, fts.c.rowid == chunks_t.c.id))
-            .where(sa.literal_column("chunk_fts").op("MATCH")(match), *where)
-            .order_by(sa.desc("score"))
+            sa.select(chunks_t.c.id, (-matched.c.bm25).label("score"))
+            .select_from(join.join(matched, matched.c.id == chunks_t.c.id))
+            .where(*where)
+            .order_by(matched.c.bm25)
             .limit(limit)
         )
     else:
         tsquery = sa.func.to_tsquery("english", " | ".join(terms))
-        vector = sa.func.to_tsvector("english", chunks_t.c.text)
-        score = sa.func.ts_rank(vector, tsquery)
+        score = sa.func.ts_rank(chunks_t.c.tsv, tsquery)
         query_ = (
             sa.select(chunks_t.c.id, score.label("score"))
             .select_from(join)
-            .where(vector.op("@@")(tsquery), *where)
+            .where(chunks_t.c.tsv.op("@@")(tsquery), *where)
             .order_by(sa.desc("score"))
             .limit(limit)
         )

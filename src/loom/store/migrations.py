@@ -184,13 +184,19 @@ def m002_files_and_vector_stores(conn: Connection) -> None:
     md.create_all(conn)
     if conn.dialect.name == "sqlite":
         # Keyword index; rowid = chunks.id. Vectors get chunk_vec_<dims> tables on demand.
+        conn.exec_driver_sql("ALTER TABLE chunks ADD COLUMN tsv TEXT")
         conn.exec_driver_sql(
             "CREATE VIRTUAL TABLE chunk_fts USING fts5(text, content='', contentless_delete=1)"
         )
+        conn.exec_driver_sql(
+            "CREATE VIRTUAL TABLE chunk_fts_vocab USING fts5vocab(chunk_fts, 'row')"
+        )
     else:
         conn.exec_driver_sql(
-            "CREATE INDEX ix_chunks_fts ON chunks USING gin (to_tsvector('english', text))"
+            "ALTER TABLE chunks ADD COLUMN tsv tsvector"
+            " GENERATED ALWAYS AS (to_tsvector('english', text)) STORED"
         )
+        conn.exec_driver_sql("CREATE INDEX ix_chunks_fts ON chunks USING gin (tsv)")
 
 
 async def apply_pending(conn: AsyncConnection) -> list[str]:

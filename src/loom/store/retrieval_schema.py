@@ -9,13 +9,15 @@ search ranks, with their embedding.
 Where vectors and keywords are indexed differs per backend, beside these tables:
 - SQLite: an FTS5 table `chunk_fts` (rowid = chunk id) and one sqlite-vec `vec0` table per
   embedding size, `chunk_vec_<dims>`, partitioned by vector store (see rag_sqlite.py).
-- PostgreSQL: `chunks.embedding` holds float32 bytes (pgvector is not assumed), and a GIN
-  index over `to_tsvector('english', text)` serves full-text search.
+- PostgreSQL: `chunks.embedding` holds float32 bytes (pgvector is not assumed), and the
+  generated column `chunks.tsv` (`to_tsvector('english', text)`), GIN-indexed, serves
+  full-text search.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import TSVECTOR
 
 from loom.store.columns import JSONText, Seq
 from loom.store.schema import metadata
@@ -100,5 +102,8 @@ chunks = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     # float32 bytes on PostgreSQL; NULL on SQLite, whose vectors live in chunk_vec_<dims>.
     sa.Column("embedding", sa.LargeBinary, nullable=True),
+    # PostgreSQL: GENERATED ALWAYS AS (to_tsvector('english', text)), GIN-indexed.
+    # SQLite: always NULL (its keyword index is chunk_fts).
+    sa.Column("tsv", TSVECTOR().with_variant(sa.Text(), "sqlite"), nullable=True),
     sa.Index(None, "vector_store_id", "file_id"),
 )
