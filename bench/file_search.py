@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from bench.harness import spawn_loom, spawn_upstream, wait_ready
 from loom.rag.embeddings import Embeddings
@@ -183,6 +184,10 @@ async def bench_search_backend(url: str, label: str, sizes: list[int], queries: 
         await fill(db, store_id, vectors, texts, have)
         all_vectors = np.vstack([all_vectors, vectors])
         have = size
+        if db.dialect_name == "postgresql":
+            async with db.write() as conn:  # fresh planner statistics, as autovacuum would
+                await conn.exec_driver_sql("ANALYZE chunks")
+                await conn.exec_driver_sql("ANALYZE vector_store_files")
         filled = time.perf_counter() - t0
         qvecs = rng.standard_normal((queries + 3, DIMS)).astype(np.float32)
         qvecs /= np.linalg.norm(qvecs, axis=1, keepdims=True)
@@ -245,6 +250,7 @@ async def pg_url() -> str | None:
 
 
 def main() -> None:
+    threadpool_limits(limits=1, user_api="blas")  # as Loom runs (rag/service.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument(

@@ -2,7 +2,10 @@
 
 SQLite keeps keywords in the FTS5 table `chunk_fts` and vectors in sqlite-vec `vec0`
 tables, one per embedding size (`chunk_vec_<dims>`, partitioned by vector store, cosine
-distance), both keyed by the chunk id. PostgreSQL keeps each vector as float32 bytes in
+distance), both keyed by the chunk id; vec0 answers unfiltered nearest-neighbour queries.
+Each chunk row also keeps its float32 vector, which sqlite-vec's `vec_distance_cosine`
+reads for filtered searches and for scoring keyword-only candidates: a scan of the
+filtered rows beats vec0's lookups by id. PostgreSQL keeps each vector as float32 bytes in
 `chunks.embedding` (no pgvector assumed) and ranks keywords with full-text search over
 `to_tsvector('english', text)`, which a GIN index serves.
 
@@ -60,7 +63,7 @@ async def insert_chunks(
             "owner": owner,
             "position": i,
             "text": text,
-            "embedding": None if sqlite else vectors[i].tobytes(),
+            "embedding": vectors[i].tobytes(),
         }
         for i, text in enumerate(texts)
     ]
@@ -265,12 +268,13 @@ async def _sqlite_vectors(
             )
             out.update({r[0]: 1.0 - float(r[1]) for r in rows})
     else:
+        # A filter: sqlite-vec's distance over the filtered chunks' own copies of their
+        # vectors (vec0 looks rows up by id far more slowly than a table scan reads them).
         join, where = _joined(store_ids, condition)
-        vec = sa.table(table, sa.column("rowid"), sa.column("embedding"))
-        distance = sa.func.vec_distance_cosine(vec.c.embedding, blob)
+        distance = sa.func.vec_distance_cosine(chunks_t.c.embedding, blob)
         rows = await conn.execute(
             sa.select(chunks_t.c.id, distance.label("d"))
-            .select_from(join.join(vec, vec.c.rowid == chunks_t.c.id))
+            .select_from(join)
             .where(*where)
             .order_by("d")
             .limit(limit)
@@ -278,11 +282,9 @@ async def _sqlite_vectors(
         out.update({r[0]: 1.0 - float(r[1]) for r in rows})
     wanted = [i for i in extra_ids if i not in out]
     if wanted:
-        marks = ",".join("?" * len(wanted))
-        rows = await conn.exec_driver_sql(
-            f"SELECT rowid, vec_distance_cosine(embedding, ?) FROM {table}"
-            f" WHERE rowid IN ({marks})",
-            (blob, *wanted),
+        distance = sa.func.vec_distance_cosine(chunks_t.c.embedding, blob)
+        rows = await conn.execute(
+            sa.select(chunks_t.c.id, distance).where(chunks_t.c.id.in_(wanted))
         )
         out.update({r[0]: 1.0 - float(r[1]) for r in rows})
     return out

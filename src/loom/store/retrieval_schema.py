@@ -100,7 +100,7 @@ chunks = sa.Table(
     sa.Column("owner", sa.String, nullable=False),
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("text", sa.Text, nullable=False),
-    # float32 bytes on PostgreSQL; NULL on SQLite, whose vectors live in chunk_vec_<dims>.
+    # float32 bytes; on SQLite also in chunk_vec_<dims>, for vec0's nearest-neighbour scan.
     sa.Column("embedding", sa.LargeBinary, nullable=True),
     # PostgreSQL: GENERATED ALWAYS AS (to_tsvector('english', text)), GIN-indexed.
     # SQLite: always NULL (its keyword index is chunk_fts).
