@@ -358,3 +358,14 @@ def test_bad_tools_name_the_field_and_lose_nothing(sqlite_library, upstream, too
 def test_bad_include_names_the_field(sqlite_library, upstream):
     code, body = _error(sqlite_library, include=["file_search_call.everything"])
     assert code == 400 and body["param"] == "include"
+
+
+def test_a_blank_query_searches_the_users_question(sqlite_library, upstream):
+    lib = sqlite_library
+    upstream.script(Turn(tool_calls=[("knowledge_search", {"query": "  "})]), Turn(text="Ok."))
+    response = create(lib, input="Show me all marketing reports", tools=[lib.tool()])
+    call = response["output"][0]
+    assert call["status"] == "completed"
+    assert call["queries"] == ["Show me all marketing reports"]
+    searched = chat_requests(upstream)[1]["messages"][1]["tool_calls"][0]["function"]
+    assert json.loads(searched["arguments"]) == {"query": "Show me all marketing reports"}

@@ -40,6 +40,9 @@ class SearchContext:
     owner: str
     searcher: Searcher
     include_results: bool = False
+    # What a call with a blank or missing query searches for: the user's latest words (a
+    # small model may send `{"query": " "}`; the search still serves the question).
+    fallback_query: str | None = None
 
 
 class SearchSteps:
@@ -56,7 +59,7 @@ class SearchSteps:
         self._context = context
 
     async def _search(self, config: FileSearchConfig, query: str | None) -> list[Item] | str:
-        """The results, or the reason the search failed (the model reads it)."""
+        """The results, or the reason the search failed (it is logged)."""
         if query is None:
             return "the call gave no 'query' string"
         if self._context is None:
@@ -83,7 +86,8 @@ class SearchSteps:
         config = self._toolset.file_search
         if not drafts or config is None:
             return
-        queries = [query_of(d.arguments) for d in drafts]
+        fallback = self._context.fallback_query if self._context else None
+        queries = [query_of(d.arguments) or fallback for d in drafts]
         tasks = [asyncio.ensure_future(self._search(config, q)) for q in queries]
         try:
             for query, task in zip(queries, tasks, strict=True):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from loom.config import Settings
@@ -29,6 +29,17 @@ class PreparedTurn:
     conversation_id: str | None
 
 
+def _last_user_text(items: list[dict[str, Any]]) -> str | None:
+    for item in reversed(items):
+        if item.get("type") == "message" and item.get("role") == "user":
+            text = " ".join(
+                p.get("text") or "" for p in item.get("content") or () if isinstance(p, dict)
+            ).strip()
+            if text:
+                return text
+    return None
+
+
 async def _search_context(
     toolset: ToolSet, req: CreateResponse, owner: str, searcher: Searcher | None
 ) -> SearchContext | None:
@@ -47,6 +58,12 @@ async def _search_context(
         exc.param = f"{config.where}.vector_store_ids"
         raise
     return SearchContext(owner, searcher, INCLUDE_RESULTS in (req.include or ()))
+
+
+def _with_fallback(search: SearchContext | None, items: list[dict[str, Any]]) -> Any:
+    if search is None:
+        return None
+    return replace(search, fallback_query=_last_user_text(items))
 
 
 async def prepare_turn(
@@ -93,6 +110,6 @@ async def prepare_turn(
         max_iterations=settings.max_tool_iterations,
         approved=approved,
         mcp_timeout=settings.mcp_timeout,
-        search=search,
+        search=_with_fallback(search, history + input_items),
     )
     return PreparedTurn(turn, input_items, conversation_id)

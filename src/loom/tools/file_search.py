@@ -20,7 +20,8 @@ from typing import Any, Protocol
 
 from loom.errors import InvalidRequestError
 
-# The name, description and schema of the search function, as the recordings show them.
+# The name, description and schema of the search function, as the recordings show them
+# (plus `minLength`, so a grammar-constrained local model cannot send an empty query).
 SEARCH_FUNCTION = "knowledge_search"
 INCLUDE_RESULTS = "file_search_call.results"
 COMPARISON_TYPES = frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"})
@@ -151,6 +152,7 @@ def chat_tool() -> dict[str, Any]:
                 "properties": {
                     "query": {
                         "type": "string",
+                        "minLength": 1,
                         "description": "The query to search for. Can be a natural language"
                         " sentence or keywords.",
                     }
