@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from loom.rag.embeddings import Embeddings
 from loom.store import attribute_filters, chunk_index
 from loom.store.db import Database
-from loom.store.pg_vectors import PgVectorCache
 from loom.store.retrieval_schema import files as files_t
 from loom.store.retrieval_schema import vector_store_files as vsf_t
+from loom.store.vector_cache import VectorCache
 from loom.store.vector_stores import VectorStoreStore
 
 VECTOR_WEIGHT = 0.75
@@ -37,7 +37,7 @@ class HybridSearch:
         self._db = db
         self._stores = stores
         self._embeddings = embeddings
-        self._pg_vectors = PgVectorCache()
+        self._vectors = VectorCache()
 
     async def missing_vector_stores(self, owner: str, ids: list[str]) -> list[str]:
         return await self._stores.missing(owner, ids)
@@ -94,7 +94,7 @@ class HybridSearch:
         async with self._db.read() as conn:
             for query, vector in zip(queries, vectors, strict=True):
                 scores = await _fused(
-                    conn, store_ids, query, vector, condition, limit, self._pg_vectors
+                    conn, store_ids, query, vector, condition, limit, self._vectors
                 )
                 for chunk_id, score in scores.items():
                     if score > best.get(chunk_id, -1.0):
@@ -139,7 +139,7 @@ class HybridSearch:
 
 
 async def _fused(
-    conn, store_ids, query, vector: np.ndarray, condition, limit, cache: PgVectorCache
+    conn, store_ids, query, vector: np.ndarray, condition, limit, cache: VectorCache
 ) -> dict[int, float]:
     keyword = await chunk_index.keyword_candidates(conn, store_ids, query, condition, limit)
     similar = await chunk_index.vector_candidates(

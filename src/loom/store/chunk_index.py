@@ -1,13 +1,12 @@
 """The search index over chunks: writes and the two candidate queries, per backend.
 
-SQLite keeps keywords in the FTS5 table `chunk_fts` and vectors in sqlite-vec `vec0`
-tables, one per embedding size (`chunk_vec_<dims>`, partitioned by vector store, cosine
-distance), both keyed by the chunk id; vec0 answers unfiltered nearest-neighbour queries.
-Each chunk row also keeps its float32 vector, which sqlite-vec's `vec_distance_cosine`
-reads for filtered searches and for scoring keyword-only candidates: a scan of the
-filtered rows beats vec0's lookups by id. PostgreSQL keeps each vector as float32 bytes in
-`chunks.embedding` (no pgvector assumed) and ranks keywords with full-text search over
-`to_tsvector('english', text)`, which a GIN index serves.
+Every chunk row keeps its vector as float32 bytes (`chunks.embedding`); searches scan
+them exactly, from a per-store in-memory matrix (vector_cache.py). SQLite also keeps the
+vectors in sqlite-vec: `vec0` tables, one per embedding size (`chunk_vec_<dims>`,
+partitioned by vector store, cosine distance), which answer for a store too big for the
+cache, with `vec_distance_cosine` over the chunk rows when a filter applies. Keywords:
+the FTS5 table `chunk_fts` (rowid = chunk id) on SQLite; on PostgreSQL (no pgvector
+assumed) full-text search over the generated, GIN-indexed `chunks.tsv`.
 
 Both candidate queries take an optional SQL condition over `vector_store_files.attributes`
 (from attribute_filters.py), so a filter decides membership inside the query.
@@ -23,9 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from loom.store.pg_vectors import PgVectorCache
 from loom.store.retrieval_schema import chunks as chunks_t
 from loom.store.retrieval_schema import vector_store_files as vsf_t
+from loom.store.vector_cache import VectorCache
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_TERMS = 32
@@ -190,29 +189,43 @@ async def vector_candidates(
     condition: ColumnElement[bool] | None,
     limit: int,
     extra_ids: list[int],
-    cache: PgVectorCache | None = None,
+    cache: VectorCache,
 ) -> dict[int, float]:
-    """Chunk id -> cosine similarity for the `limit` nearest chunks, plus `extra_ids`."""
+    """Chunk id -> cosine similarity for the `limit` nearest chunks of each store, plus
+    `extra_ids` (keyword candidates, so every candidate gets a similarity)."""
     vector = np.ascontiguousarray(vector, dtype=np.float32)
-    if conn.dialect.name == "sqlite":
-        return await _sqlite_vectors(conn, store_ids, vector, condition, limit, extra_ids)
-    cache = cache or PgVectorCache()
-    entries = [e for e in await cache.get(conn, store_ids) if e.matrix.shape[1:] == vector.shape]
-    if not entries:
-        return {}
-    if len(entries) == 1:
-        ids, matrix = entries[0].ids, entries[0].matrix
-    else:
-        ids = np.concatenate([e.ids for e in entries])
-        matrix = np.vstack([e.matrix for e in entries])
-    allowed = None
-    if condition is not None:
-        join, where = _joined(store_ids, condition)
-        found = (
-            await conn.execute(sa.select(chunks_t.c.id).select_from(join).where(*where))
-        ).scalars()
-        allowed = np.isin(ids, np.fromiter(found, dtype=np.int64))
-    return nearest(ids, matrix, vector, limit, extra_ids, allowed)
+    cached, too_big = await cache.get(conn, store_ids, vector.shape[0])
+    out: dict[int, float] = {}
+    allowed: dict[str, set[str]] = {}
+    if cached and condition is not None:
+        passing = await conn.execute(
+            sa.select(vsf_t.c.vector_store_id, vsf_t.c.file_id).where(
+                vsf_t.c.vector_store_id.in_([e.store_id for e in cached]), condition
+            )
+        )
+        for store_id, file_id in passing:
+            allowed.setdefault(store_id, set()).add(file_id)
+    for entry in cached:
+        mask = None
+        if condition is not None:
+            files = allowed.get(entry.store_id, set())
+            codes = [i for i, f in enumerate(entry.file_ids) if f in files]
+            mask = np.isin(entry.file_rows, np.asarray(codes, dtype=np.int32))
+        out.update(nearest(entry.ids, entry.matrix, vector, limit, extra_ids, mask))
+    if too_big and conn.dialect.name == "sqlite":
+        out.update(await _sqlite_vectors(conn, too_big, vector, condition, limit, extra_ids))
+    elif too_big:
+        join, where = _joined(too_big, condition)
+        rows = (
+            await conn.execute(
+                sa.select(chunks_t.c.id, chunks_t.c.embedding).select_from(join).where(*where)
+            )
+        ).all()
+        if rows:
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            out.update(nearest(ids, matrix.reshape(len(rows), -1), vector, limit, extra_ids))
+    return out
 
 
 def nearest(
