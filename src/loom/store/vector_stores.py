@@ -26,6 +26,7 @@ from loom.store.retrieval_schema import vector_stores as vs_t
 
 Json = dict[str, Any]
 STATUSES = ("in_progress", "completed", "failed", "cancelled")
+_TOUCH_EVERY = 60  # seconds
 
 
 def _counts(rows: list[Any]) -> Json:
@@ -167,14 +168,16 @@ class VectorStoreStore:
         return [i for i in ids if i not in found]
 
     async def touch(self, ids: list[str], now: int) -> None:
-        """Record activity (for `last_active_at` and `expires_after`)."""
+        """Record activity (for `last_active_at` and `expires_after`), at most once a
+        minute per store, so searches do not queue behind each other for SQLite's writer."""
+        stale = sa.select(vs_t.c.id, vs_t.c.expires_after).where(
+            vs_t.c.id.in_(ids), vs_t.c.last_active_at < now - _TOUCH_EVERY
+        )
+        async with self._db.read() as conn:
+            if not (await conn.execute(stale)).first():
+                return
         async with self._db.write() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(vs_t.c.id, vs_t.c.expires_after).where(vs_t.c.id.in_(ids))
-                )
-            ).all()
-            for row in rows:
+            for row in (await conn.execute(stale)).all():
                 values: Json = {"last_active_at": now}
                 after = row.expires_after
                 if after and after.get("anchor") == "last_active_at":
