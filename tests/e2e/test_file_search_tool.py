@@ -369,3 +369,22 @@ def test_a_blank_query_searches_the_users_question(sqlite_library, upstream):
     assert call["queries"] == ["Show me all marketing reports"]
     searched = chat_requests(upstream)[1]["messages"][1]["tool_calls"][0]["function"]
     assert json.loads(searched["arguments"]) == {"query": "Show me all marketing reports"}
+
+
+WRONG = [None, 0, -1, 1.5, "", "x", True, [], [1], {}, {"a": 1}, [{}], "a" * 5000]
+
+
+@pytest.mark.parametrize(
+    "field", ["vector_store_ids", "filters", "max_num_results", "ranking_options"]
+)
+def test_wrong_types_in_the_tool_are_4xx_never_500(sqlite_library, upstream, field):
+    lib = sqlite_library
+    upstream.default = Turn(text="ok")
+    with httpx.Client(base_url=f"{lib.url}/v1", timeout=30) as http:
+        for value in WRONG:
+            tool = lib.tool()
+            tool[field] = value
+            reply = http.post("/responses", json={"model": MODEL, "input": "hi", "tools": [tool]})
+            assert reply.status_code < 500, (field, value, reply.text)
+            if reply.status_code >= 400:
+                assert reply.json()["error"]["param"].startswith("tools[0]."), reply.text

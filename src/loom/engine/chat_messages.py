@@ -90,7 +90,10 @@ def _search_call(item: Item, messages: list[Message], after_search: bool) -> Non
         "function": {"name": SEARCH_FUNCTION, "arguments": json.dumps({"query": query})},
     }
     assistant = None
-    if after_search:
+    last = messages[-1] if messages else None
+    if last is not None and last["role"] == "assistant" and "tool_calls" in last:
+        assistant = last  # the model's function calls of the same model call
+    elif after_search:
         assistant = next(m for m in reversed(messages) if m["role"] == "assistant")
     if assistant is not None:
         assistant["tool_calls"].append(call)
