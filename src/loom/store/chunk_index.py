@@ -15,7 +15,7 @@ Both candidate queries take an optional SQL condition over `vector_store_files.a
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
@@ -304,19 +304,45 @@ async def _sqlite_vectors(
 
 
 async def chunk_details(conn: AsyncConnection, ids: list[int]) -> dict[int, Any]:
-    """id -> (id, file_id, vector_store_id, text, attributes) for the hits to return."""
+    """id -> (id, file_id, vector_store_id, text, attributes) for the hits to return.
+
+    Two lookups by key rather than one join, which SQLite would drive from the files side.
+    """
     if not ids:
         return {}
-    join, _ = _joined([], None)
-    rows = await conn.execute(
-        sa.select(
-            chunks_t.c.id,
-            chunks_t.c.file_id,
-            chunks_t.c.vector_store_id,
-            chunks_t.c.text,
-            vsf_t.c.attributes,
+    rows = (
+        await conn.execute(
+            sa.select(
+                chunks_t.c.id, chunks_t.c.file_id, chunks_t.c.vector_store_id, chunks_t.c.text
+            ).where(chunks_t.c.id.in_(ids))
         )
-        .select_from(join)
-        .where(chunks_t.c.id.in_(ids))
-    )
-    return {r.id: r for r in rows}
+    ).all()
+    stores = {r.vector_store_id for r in rows}
+    files = {r.file_id for r in rows}
+    attributes = {
+        (r[0], r[1]): r[2]
+        for r in await conn.execute(
+            sa.select(vsf_t.c.vector_store_id, vsf_t.c.file_id, vsf_t.c.attributes).where(
+                vsf_t.c.vector_store_id.in_(stores), vsf_t.c.file_id.in_(files)
+            )
+        )
+    }
+    return {
+        r.id: _Detail(
+            r.id,
+            r.file_id,
+            r.vector_store_id,
+            r.text,
+            attributes.get((r.vector_store_id, r.file_id)),
+        )
+        for r in rows
+        if (r.vector_store_id, r.file_id) in attributes
+    }
+
+
+class _Detail(NamedTuple):
+    id: int
+    file_id: str
+    vector_store_id: str
+    text: str
+    attributes: Any
