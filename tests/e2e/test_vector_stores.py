@@ -535,3 +535,22 @@ def test_other_bad_input_is_400_not_500(http, corpus):
             assert err["param"] == param, (path, body, err)
         else:
             assert err["param"], (path, body, err)
+
+
+def test_a_store_can_embed_with_a_provider_model(client, upstream):
+    text = b"Penguins huddle together to survive the Antarctic winter."
+    penguin = client.files.create(file=("penguins.txt", text), purpose="assistants")
+    store = client.vector_stores.create(
+        name="remote",
+        file_ids=[penguin.id],
+        extra_body={"embedding_model": "openai/text-embedding-3-small"},
+    )
+    assert store.model_extra["embedding_model"] == "openai/text-embedding-3-small"
+    done = wait_until_done(client, store.id, [penguin.id])
+    assert done[penguin.id].status == "completed"
+    hits = client.vector_stores.search(vector_store_id=store.id, query="penguins winter")
+    assert [h.file_id for h in hits.data] == [penguin.id]
+    sent = [r for r in upstream.requests if "input" in r]
+    assert [r["model"] for r in sent] == ["text-embedding-3-small"] * 2
+    assert sent[0]["input"] == [text.decode()]
+    assert sent[1]["input"] == ["penguins winter"]
