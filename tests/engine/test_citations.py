@@ -60,7 +60,8 @@ def test_any_split_of_the_deltas_gives_the_same_text_and_annotations():
 
 def test_history_gets_the_markers_back():
     text, annotations = _stream([ANSWER])
-    assert with_markers(text, annotations) == ANSWER
+    assert with_markers(text, annotations, FILES) == ANSWER
+    assert with_markers(text, annotations, {"file-a1"}) == ANSWER.replace(" <|file-b2|>", "")
 
 
 def test_a_mentioned_filename_is_cited_at_the_end_of_the_mention():

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from loom.engine.citations import with_markers
-from loom.tools.file_search import SEARCH_FUNCTION, render_for_model
+from loom.tools.file_search import SEARCH_FUNCTION, known_files, render_for_model
 from loom.tools.mcp_tools import error_text
 
 Item = dict[str, Any]
@@ -70,10 +70,11 @@ def _denied(request: Item, answer: Item) -> list[Message]:
     ]
 
 
-def _assistant_text(parts: list[dict[str, Any]]) -> str:
-    """An answer as the model wrote it: file citations go back in as `<|file-id|>`."""
+def _assistant_text(parts: list[dict[str, Any]], citable: dict[str, str]) -> str:
+    """An answer as the model wrote it: citations of searched files go back in as
+    `<|file-id|>`."""
     return "".join(
-        with_markers(p.get("text") or "", p.get("annotations") or ())
+        with_markers(p.get("text") or "", p.get("annotations") or (), citable)
         if p.get("type") == "output_text"
         else p.get("refusal") or ""
         for p in parts
@@ -106,6 +107,7 @@ def items_to_messages(items: list[Item]) -> list[Message]:
     messages: list[Message] = []
     approval_requests: dict[str, Item] = {}
     previous = None
+    citable: dict[str, str] | None = None  # files the searches in `items` returned
     for item in items:
         kind = item.get("type")
         after_search, previous = previous == "file_search_call", kind
@@ -114,7 +116,10 @@ def items_to_messages(items: list[Item]) -> list[Message]:
         elif kind == "message":
             role = item["role"]
             if role == "assistant":
-                messages.append({"role": "assistant", "content": _assistant_text(item["content"])})
+                if citable is None:
+                    citable = known_files(items)
+                content = _assistant_text(item["content"], citable)
+                messages.append({"role": "assistant", "content": content})
             elif role in ("system", "developer"):
                 messages.append({"role": "system", "content": _text(item["content"])})
             else:

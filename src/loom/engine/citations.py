@@ -99,12 +99,13 @@ class CitationStream:
         return rest, added
 
 
-def with_markers(text: str, annotations: list[dict[str, Any]]) -> str:
-    """The text with ` <|file-id|>` put back where each file citation stands."""
+def with_markers(text: str, annotations: Any, citable: dict[str, str] | set[str]) -> str:
+    """The text with ` <|file-id|>` put back where each file citation stands, for the files
+    in `citable` (those a search returned: the citations made from the model's markers)."""
     cites = [
         a
         for a in annotations
-        if isinstance(a, dict) and a.get("type") == "file_citation" and a.get("file_id")
+        if isinstance(a, dict) and a.get("type") == "file_citation" and a.get("file_id") in citable
     ]
     if not cites:
         return text
