@@ -54,7 +54,7 @@ class ScriptedProvider:
 
 
 class FakeSearcher:
-    def __init__(self, fail: bool = False):
+    def __init__(self, fail: bool | str = False):
         self.calls: list[tuple] = []
         self.fail = fail
 
@@ -63,6 +63,8 @@ class FakeSearcher:
 
     async def search(self, owner, ids, query, **options):
         self.calls.append((owner, ids, query, options))
+        if self.fail == "crash":
+            raise RuntimeError("the index is broken")
         if self.fail:
             raise NotFoundError("Vector store with id 'vs_1' not found.", param="vector_store_ids")
         return copy.deepcopy(HITS)
@@ -175,11 +177,12 @@ def test_parallel_searches_read_as_one_assistant_message_and_a_failed_search():
     validate_stream(events)
 
 
-def test_a_search_the_store_refuses_fails_the_item_not_the_turn():
+@pytest.mark.parametrize("fail", [True, "crash"])
+def test_a_search_the_store_refuses_fails_the_item_not_the_turn(fail):
     provider = ScriptedProvider(
         Script(tool_calls=[("knowledge_search", {"query": "a"})]), Script(text="sorry")
     )
-    events = _events(_turn(provider, FakeSearcher(fail=True), include=True))
+    events = _events(_turn(provider, FakeSearcher(fail=fail), include=True))
     call, message = events[-1]["response"]["output"]
     assert events[-1]["type"] == "response.completed"
     assert call["status"] == "failed" and message["content"][0]["text"] == "sorry"

@@ -75,6 +75,9 @@ class SearchSteps:
             )
         except LoomError as exc:  # e.g. a vector store deleted since the request began
             return exc.message
+        except Exception:  # the item still ends, and the model is told the search failed
+            log.exception("file search in %s failed", list(config.vector_store_ids))
+            return "the search failed"
         return result_entries(hits)
 
     def _shown(self, item: Item) -> Item:
