@@ -28,7 +28,8 @@ from loom.store.vector_cache import VectorCache
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_TERMS = 32
-_COMMON_FLOOR = 2000
+_COMMON_FLOOR = 1000
+_KEPT_TERMS = 8
 
 
 def _vec_table(dims: int) -> str:
@@ -113,17 +114,44 @@ def _joined(store_ids: list[str], condition: ColumnElement[bool] | None):
 
 
 async def _selective_terms(conn: AsyncConnection, terms: list[str]) -> list[str]:
-    """Drop terms found in more than a twentieth of all chunks (and over _COMMON_FLOOR):
-    their BM25 weight is slight, and scoring every chunk they match would cost more than
-    the rest of the search. The document counts come from FTS5's own vocabulary table."""
-    marks = ",".join("?" * len(terms))
-    rows = await conn.exec_driver_sql(
-        f"SELECT term, doc FROM chunk_fts_vocab WHERE term IN ({marks})", tuple(terms)
-    )
-    counts = dict(rows.all())
-    total = (await conn.exec_driver_sql("SELECT max(id) FROM chunks")).scalar() or 0
-    ceiling = max(_COMMON_FLOOR, total // 20)
-    return [t for t in terms if counts.get(t, 0) <= ceiling]
+    """The query terms worth scoring: at most _KEPT_TERMS of the rarest, each found in at
+    most a fiftieth of all chunks (or _COMMON_FLOOR of them, if more). A very common
+    term's BM25 weight is slight, and scoring every chunk it matches would cost more than
+    the rest of the search; the vector side still sees the whole query. Document counts
+    come from FTS5's vocabulary table on SQLite and from GIN-index counts (capped) on
+    PostgreSQL."""
+    if conn.dialect.name == "sqlite":
+        marks = ",".join("?" * len(terms))
+        rows = await conn.exec_driver_sql(
+            f"SELECT term, doc FROM chunk_fts_vocab WHERE term IN ({marks})", tuple(terms)
+        )
+        counts = dict(rows.all())
+        total = (await conn.exec_driver_sql("SELECT max(id) FROM chunks")).scalar() or 0
+        ceiling = max(_COMMON_FLOOR, total // 50)
+    else:
+        total = (
+            await conn.exec_driver_sql(
+                "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE relname = 'chunks'"
+            )
+        ).scalar() or 0
+        ceiling = max(_COMMON_FLOOR, total // 50)
+        listed = (
+            sa.func.unnest(sa.literal(terms, sa.ARRAY(sa.String)))
+            .table_valued("term")
+            .render_derived()
+        )
+        matching = (
+            sa.select(sa.literal(1).label("one"))
+            .where(chunks_t.c.tsv.op("@@")(sa.func.to_tsquery("english", listed.c.term)))
+            .limit(ceiling + 1)
+            .correlate(listed)
+            .lateral()
+        )
+        count = sa.select(sa.func.count()).select_from(matching).scalar_subquery()
+        rows = await conn.execute(sa.select(listed.c.term, count.label("doc")))
+        counts = dict(rows.all())
+    kept = [t for t in terms if counts.get(t, 0) <= ceiling]
+    return sorted(kept, key=lambda t: counts.get(t, 0))[:_KEPT_TERMS]
 
 
 def keyword_terms(query: str) -> list[str]:
@@ -170,6 +198,9 @@ async def keyword_candidates(
             .limit(limit)
         )
     else:
+        terms = await _selective_terms(conn, terms)
+        if not terms:
+            return {}
         tsquery = sa.func.to_tsquery("english", " | ".join(terms))
         score = sa.func.ts_rank(chunks_t.c.tsv, tsquery)
         query_ = (
