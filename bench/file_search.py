@@ -10,7 +10,8 @@ and the model alone embedding the same texts in this process (the ceiling).
 Search: the index alone, in this process, on SQLite (sqlite-vec + FTS5) and PostgreSQL
 (numpy over cached float32 vectors + full text). Chunks are synthetic: random unit
 384-dim vectors and 40-word texts from a Zipf-distributed vocabulary, in one store of 100
-files; queries are a random vector plus four words. `HybridSearch.search_embedded` runs
+files; queries are a random vector plus four words, two common (among the 500 most
+frequent) and two rarer. `HybridSearch.search_embedded` runs
 the whole hybrid ranking and hit assembly, without embedding the query (that cost is
 printed apart). Each figure is compared with a brute-force numpy scan (`M @ q` and
 argpartition) over the same vectors in memory, in the same run.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -191,7 +193,10 @@ async def bench_search_backend(url: str, label: str, sizes: list[int], queries: 
         filled = time.perf_counter() - t0
         qvecs = rng.standard_normal((queries + 3, DIMS)).astype(np.float32)
         qvecs /= np.linalg.norm(qvecs, axis=1, keepdims=True)
-        words = [" ".join(rng.choice(vocab[:500], 4)) for _ in range(queries + 3)]
+        words = [
+            " ".join([*rng.choice(vocab[:500], 2), *rng.choice(vocab[500:], 2)])
+            for _ in range(queries + 3)
+        ]
         cold = time.perf_counter()
         await search.search_embedded([store_id], [words[0]], qvecs[:1], max_num_results=10)
         cold = time.perf_counter() - cold
@@ -260,6 +265,7 @@ def main() -> None:
     parser.add_argument("--skip-ingestion", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
         workdir = Path(tmp)
         if not args.skip_ingestion:
