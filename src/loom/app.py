@@ -20,13 +20,12 @@ from loom.api import (
     responses,
     vector_stores,
 )
-from loom.api.body import param_of
+from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
 from loom.config import Settings
-from loom.errors import LoomError
+from loom.errors import LoomError, error_body, param_of
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
-from loom.inference.test_id import TestIdMiddleware
 from loom.rag.service import start_rag
 from loom.services import Services
 from loom.store import open_stores
@@ -35,8 +34,7 @@ log = logging.getLogger("loom")
 
 
 def _error(status: int, message: str, type_: str, param: str | None = None, code=None):
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return OrjsonResponse(body, status_code=status)
+    return OrjsonResponse(error_body(message, type_, param, code), status_code=status)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loom.api.turn_runner import TurnRunner
 from loom.config import Settings
+from loom.engine.turn_runner import TurnRunner
 from loom.inference.registry import ModelRegistry
 from loom.rag.retrieval import Retrieval
 from loom.rag.service import RagServices

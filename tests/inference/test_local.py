@@ -12,7 +12,7 @@ from loom.config import ConfigError, LocalModelSettings
 from loom.errors import InvalidRequestError, UpstreamError
 from loom.inference.base import Provider
 from loom.inference.local import LocalProvider
-from loom.inference.local_worker import StopFilter
+from loom.inference.local.worker import StopFilter
 
 MODEL = "smollm2-135m"
 

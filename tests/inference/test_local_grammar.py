@@ -16,15 +16,15 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from loom.config import LocalModelSettings
 from loom.errors import InvalidRequestError
 from loom.inference.local import LocalProvider
-from loom.inference.local_grammar import (
+from loom.inference.local.grammar import (
     CALL_MARKER,
     MAX_ARRAY_ITEMS,
     MAX_STRING_CHARS,
     answer_grammar,
     call_grammar,
 )
-from loom.inference.local_request import parse_request
-from loom.inference.local_worker import CallArguments, CallStart, CallWriter
+from loom.inference.local.request import parse_request
+from loom.inference.local.worker import CallArguments, CallStart, CallWriter
 
 MODEL = "smollm2-135m"
 WEATHER_PARAMS = {

@@ -18,10 +18,10 @@ from loom.inference.recording import (
     EMBEDDINGS_TYPE,
     RecordingProvider,
     ReplayMissError,
+    current_test_id,
     request_key,
     round_floats,
 )
-from loom.inference.test_id import current_test_id
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "recordings" / "responses-2025-10"
 SHARED_FILE = SHARED / "cdc628da240d62f71111f8e560f56d9fa3c0e3042f45ce5d5bc3075e3ba32574.json"

@@ -14,9 +14,9 @@ from loom.api.deps import owner, services
 from loom.api.json import OrjsonResponse
 from loom.api.pages import page_of
 from loom.api.sse import DONE_LINE, chat_chunk_bytes, sse_response
-from loom.engine.request import Metadata
 from loom.errors import NotFoundError
 from loom.inference.assemble import ChunkAccumulator
+from loom.metadata import Metadata
 from loom.services import Services
 from loom.store import ChatCompletionStore, DuplicateIdError
 

@@ -19,8 +19,8 @@ from loom.api.includes import includes
 from loom.api.pages import page_of
 from loom.engine.conversation_items import MAX_ITEMS_PER_REQUEST, conversation_items
 from loom.engine.ids import new_id
-from loom.engine.request import Metadata
 from loom.errors import ConflictError, NotFoundError
+from loom.metadata import Metadata
 from loom.services import Services
 from loom.store import DuplicateIdError
 from loom.tools.file_search import present_items

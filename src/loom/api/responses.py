@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,16 +11,14 @@ from loom.api.deps import owner, services
 from loom.api.includes import includes
 from loom.api.json import OrjsonResponse
 from loom.api.pages import page_of
-from loom.api.sse import sse_response
+from loom.api.sse import sse_response, typed_event_bytes
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
+from loom.engine.turn_runner import turn_saver
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.errors import NotFoundError
 from loom.services import Services
-from loom.store import DuplicateIdError
 from loom.tools.file_search import present_items
-
-log = logging.getLogger("loom.api")
 
 router = APIRouter()
 
@@ -34,49 +31,14 @@ def _present(response: dict[str, Any], include: list[str] | None) -> dict[str, A
 
 
 def _persister(svc: Services, who: str, prepared: PreparedTurn, req: CreateResponse):
-    """Save the turn: the response (unless `store` is false) and, on a conversation, the
-    turn's items. If the save itself fails, the response becomes `failed` and says why,
-    so the client never sees `completed` for a turn that was not kept. The stored turn
-    keeps file search results (a later turn's model reads them); once saved, the final
-    Response shows them only if `include` asked for them."""
-    conversation_id = prepared.conversation_id
-    store = req.store
+    """Save the turn (engine.turn_runner.turn_saver), then show file search results only
+    if `include` asked for them: the stored turn keeps them, as a later turn's model
+    reads them."""
+    save = turn_saver(svc.stores, who, prepared, req.store)
 
     async def persist(response: dict[str, Any]) -> None:
         await save(response)
         response["output"] = present_items(response["output"], req.include)
-
-    async def save(response: dict[str, Any]) -> None:
-        ok = response["status"] != "failed"
-        # A failed turn leaves the conversation untouched.
-        items = prepared.input_items + response["output"] if ok and conversation_id else []
-        try:
-            if store:
-                await svc.stores.responses.save_turn(
-                    who,
-                    response,
-                    prepared.input_items,
-                    conversation_id=conversation_id,
-                    conversation_items=items if conversation_id else None,
-                )
-            elif items and not await svc.stores.conversations.append_items(
-                who, conversation_id, items
-            ):
-                raise LookupError(f"conversation {conversation_id!r} not found")
-        except (LookupError, DuplicateIdError) as exc:
-            log.warning("response %s could not be stored: %s", response["id"], exc)
-            response.update(
-                status="failed",
-                completed_at=None,
-                incomplete_details=None,
-                error={
-                    "code": "server_error",
-                    "message": f"The turn could not be stored: {exc}. The conversation was "
-                    "left unchanged.",
-                },
-            )
-            if store:
-                await svc.stores.responses.save_turn(who, response, prepared.input_items)
 
     return persist
 
@@ -97,7 +59,7 @@ async def create_response(
     persist = _persister(svc, who, prepared, req)
     events = run_turn(prepared.turn)
     if req.stream:
-        return sse_response(await svc.turns.stream(events, persist))
+        return sse_response(await svc.turns.stream(events, persist, typed_event_bytes))
     return OrjsonResponse(await svc.turns.run(events, persist))
 
 

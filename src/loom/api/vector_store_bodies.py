@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
-from loom.engine.request import Metadata
+from loom.metadata import Metadata
 
 Scalar = StrictBool | int | float | Annotated[str, Field(max_length=512)]
 

@@ -32,7 +32,7 @@ from loom.engine.search_steps import SearchContext, SearchSteps
 from loom.engine.usage import UsageTotals
 from loom.errors import LoomError
 from loom.inference.registry import ResolvedModel
-from loom.tools.mcp_client import McpClients
+from loom.tools.mcp_client import ConnectMcp, McpClients
 from loom.tools.toolset import ToolSet
 
 log = logging.getLogger("loom.engine")
@@ -74,6 +74,7 @@ class Turn:
     approved: list[ApprovedCall] = field(default_factory=list)  # MCP calls to run first
     mcp_timeout: float = 30.0
     search: SearchContext | None = None  # how file_search reaches retrieval
+    connect_mcp: ConnectMcp = McpClients  # how the turn reaches its MCP servers
 
 
 def _snapshot(response: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +188,7 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
     call: ModelCallStream | None = None
     failure: str | None = None
     stack = AsyncExitStack()  # the turn's MCP sessions, closed before the terminal event
-    mcp = McpSteps(seq, output, turn.toolset, McpClients(stack, turn.mcp_timeout))
+    mcp = McpSteps(seq, output, turn.toolset, turn.connect_mcp(stack, turn.mcp_timeout))
     searches = SearchSteps(seq, output, turn.toolset, turn.search)
     held = [  # until the first model chunk arrives
         seq.response_event("response.created", _snapshot(response)),

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from loom.engine.events import Event, EventSequencer
 from loom.engine.ids import new_id
-from loom.tools.mcp_client import McpClients, McpFailure
+from loom.tools.mcp_client import McpFailure, McpSessions
 from loom.tools.mcp_tools import McpServer, call_outcome, listed_tool
 from loom.tools.toolset import ToolSet
 
@@ -66,7 +66,7 @@ async def _in_order(
 
 class McpSteps:
     def __init__(
-        self, seq: EventSequencer, output: list[Item], toolset: ToolSet, clients: McpClients
+        self, seq: EventSequencer, output: list[Item], toolset: ToolSet, clients: McpSessions
     ):
         self._seq = seq
         self._output = output

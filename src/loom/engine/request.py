@@ -12,16 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from loom.errors import InvalidRequestError
-
-
-def _metadata_limits(value: dict[str, str]) -> dict[str, str]:
-    if len(value) > 16:
-        raise ValueError("metadata holds at most 16 keys")
-    for key, item in value.items():
-        if len(key) > 64 or len(item) > 512:
-            raise ValueError("metadata keys are at most 64 and values 512 characters")
-    return value
-
+from loom.metadata import Metadata
 
 # The values the Responses API defines for `include`.
 INCLUDABLE = frozenset(
@@ -43,10 +34,6 @@ def _known_includes(value: list[str]) -> list[str]:
         if entry not in INCLUDABLE:
             raise ValueError(f"{entry!r} is not one of {sorted(INCLUDABLE)}")
     return value
-
-
-# OpenAI's `metadata`: at most 16 string pairs, keys up to 64 and values up to 512 chars.
-Metadata = Annotated[dict[str, str], AfterValidator(_metadata_limits)]
 
 
 class TextFormat(BaseModel):

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 from mcp import types
@@ -227,6 +227,22 @@ class _Connection:
         if not task.done():
             task.cancel()
             await asyncio.wait({task})
+
+
+class McpSessions(Protocol):
+    """What a turn needs of its MCP servers. `McpClients` is the real one; `loom.testing`
+    has one in memory."""
+
+    async def list_tools(self, server: McpServer) -> list[types.Tool]: ...
+
+    async def call_tool(
+        self, server: McpServer, name: str, arguments: dict[str, Any]
+    ) -> types.CallToolResult: ...
+
+
+# Opens a turn's MCP sessions, closing them through the turn's exit stack; with the turn's
+# MCP timeout. `McpClients` itself is one.
+ConnectMcp = Callable[[AsyncExitStack, float], McpSessions]
 
 
 class McpClients:
