@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "loom"
-BELOW_API = ("engine", "inference", "tools", "store", "rag")
+BELOW_API = ("engine", "inference", "tools", "store", "rag", "security")
 ALSO_BELOW_API = ("services.py", "testing.py")
 FORBIDDEN = "loom.api"
 

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom import __version__
 from loom.api import (
+    admin_keys,
     chat,
     conversations,
     embeddings,
@@ -22,11 +23,16 @@ from loom.api import (
 )
 from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
+from loom.api.multipart_upload import FORM_OVERHEAD
 from loom.config import Settings
 from loom.errors import LoomError, error_body, param_of
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
 from loom.rag.service import start_rag
+from loom.security.keys import KeyRing
+from loom.security.limits import KeyLimiter
+from loom.security.middleware import Guard, SecurityMiddleware
+from loom.security.url_guard import UrlPolicy
 from loom.services import Services
 from loom.store import open_stores
 
@@ -66,9 +72,40 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "The server had an error processing the request.", "server_error")
 
 
+async def _key_ring(settings: Settings, stores) -> KeyRing:
+    """Auth is on when a key is configured, an admin key is set, or the database holds
+    an active key (made with `loom keys create`). Says which, once, at start-up."""
+    auth = settings.auth
+    stored = await stores.api_keys.count_active()
+    enabled = bool(auth.api_keys or auth.admin_key or stored)
+    if enabled:
+        log.info(
+            "auth: on (%d configured keys, %d keys in the database, admin API %s)",
+            len(auth.api_keys),
+            stored,
+            "on" if auth.admin_key else "off",
+        )
+    else:
+        log.warning(
+            "auth: off; every request is served as 'anonymous'. Set LOOM_API_KEYS or"
+            " auth.api_keys to require API keys."
+        )
+    return KeyRing(auth, stores.api_keys, enabled)
+
+
 def build_app(settings: Settings) -> FastAPI:
     # Built eagerly so a bad provider or model file fails at start-up, before serving.
     registry = ModelRegistry(build_providers(settings))
+    UrlPolicy(settings.mcp_guard)  # a bad allow/deny entry fails here too
+    limits = settings.limits
+    guard = Guard(
+        KeyLimiter(limits.concurrent_requests_per_key, limits.requests_per_minute_per_key),
+        limits.max_body_bytes,
+        # An upload's file may be up to max_upload_bytes; its other form fields are small.
+        upload_limits={
+            "/v1/files": max(limits.max_body_bytes, settings.max_upload_bytes + FORM_OVERHEAD)
+        },
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -77,6 +114,11 @@ def build_app(settings: Settings) -> FastAPI:
         app.state.services = Services(
             settings=settings, models=registry, stores=stores, retrieval=rag.retrieval, rag=rag
         )
+        try:
+            guard.keys = app.state.services.keys = await _key_ring(settings, stores)
+        except BaseException:
+            await app.state.services.aclose()
+            raise
         try:
             yield
         finally:
@@ -97,9 +139,11 @@ def build_app(settings: Settings) -> FastAPI:
         health,
         responses,
         conversations,
+        admin_keys,
         files,
         vector_stores,
     ):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(TestIdMiddleware)
+    app.add_middleware(SecurityMiddleware, guard=guard)
     return app

@@ -103,3 +103,32 @@ class UpstreamError(LoomError):
 class UpstreamTimeoutError(UpstreamError):
     status_code = 504
     default_code = "upstream_timeout"
+
+
+# -- production safety: keys and limits -----------------------------------------------------
+
+
+class AuthenticationError(LoomError):
+    """No key, or one this server does not know: OpenAI's `invalid_api_key`."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class PayloadTooLargeError(LoomError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class RateLimitError(LoomError):
+    """A per-key limit was hit; `retry_after` (seconds) goes out as `Retry-After`."""
+
+    status_code = 429
+    error_type = "requests"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -9,6 +9,8 @@ from loom.engine.turn_runner import TurnRunner
 from loom.inference.registry import ModelRegistry
 from loom.rag.retrieval import Retrieval
 from loom.rag.service import RagServices
+from loom.security.keys import KeyRing
+from loom.security.url_guard import UrlPolicy
 from loom.store import Stores
 
 
@@ -22,6 +24,11 @@ class Services:
     retrieval: Retrieval | None = None
     # Files, vector stores, embeddings and ingestion, for their routes.
     rag: RagServices | None = None
+    keys: KeyRing | None = None  # set by the app once it knows whether auth is on
+    url_policy: UrlPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.url_policy = UrlPolicy(self.settings.mcp_guard)
 
     async def aclose(self) -> None:
         await self.turns.aclose()

@@ -19,6 +19,7 @@ from tests.support.pdf import text_pdf
 from tests.support.pg import pg_database
 
 UPLOAD_LIMIT = 64 * 1024
+BODY_LIMIT = 16 * 1024  # for other requests; an upload's file has UPLOAD_LIMIT
 
 DOCS = {
     "bank": (
@@ -54,6 +55,7 @@ def loom(request, loom_env, tmp_path_factory) -> Iterator[str]:
         **loom_env,
         "LOOM_FILES_DIR": str(tmp_path_factory.mktemp("files")),
         "LOOM_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+        "LOOM_MAX_BODY_BYTES": str(BODY_LIMIT),
     }
     if request.param == "sqlite":
         env["LOOM_DB_URL"] = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'loom.db'}"
@@ -474,6 +476,16 @@ def test_upload_over_the_limit_is_refused_while_streaming(http, client):
     err = error_of(answer, 413)
     assert err["param"] == "file"
     assert {f.id for f in client.files.list().data} == before
+
+
+def test_uploads_have_their_own_limit_above_the_body_limit(client, http):
+    data = b"x" * (BODY_LIMIT * 3)
+    made = client.files.create(file=("large.txt", data), purpose="user_data")
+    assert made.bytes == len(data)
+    assert client.files.content(made.id).read() == data
+    # Other requests keep the general limit.
+    answer = http.post("/vector_stores", json={"name": "n" * (BODY_LIMIT + 1)})
+    assert answer.status_code == 413
 
 
 def test_unknown_purpose_names_the_field(http):

@@ -10,12 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from loom.config import Settings
+from loom.config import McpGuardSettings, Settings
 from loom.engine.events import Event
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.inference.registry import ModelRegistry
+from loom.security.url_guard import UrlPolicy
 from loom.store import Stores, open_stores
 from loom.testing import InMemoryMcp, ScriptedProvider
 
@@ -45,6 +46,7 @@ async def prepare(
         settings=Settings(local_models=[], max_tool_iterations=max_tool_iterations),
         models=ModelRegistry([provider]),
         stores=stores,
+        url_policy=UrlPolicy(McpGuardSettings()),  # `.invalid` names: in-memory servers
     )
     if mcp is not None:
         prepared.turn.connect_mcp = mcp

@@ -12,6 +12,7 @@ import sqlalchemy.exc
 from loom.engine.events import Event, EventSequencer
 from loom.engine.loop import run_turn
 from loom.engine.turn_runner import TurnRunner, turn_saver
+from loom.errors import UpstreamError
 from loom.store import Stores
 from loom.testing import Reply, ScriptedProvider
 from tests.engine.conftest import OWNER, prepare
@@ -130,3 +131,31 @@ async def test_events_that_break_off_end_with_a_failed_event(stores):
     ]
     assert final["status"] == "failed"
     assert saved == [final]  # what was announced is what was saved
+
+
+async def test_a_client_that_stops_reading_does_not_stop_the_turn(stores):
+    provider = ScriptedProvider(Reply(text="the whole answer"))
+    prepared = await prepare(stores, provider, {"input": "hi"})
+    runner = TurnRunner()
+    persist = turn_saver(stores, OWNER, prepared, store=True)
+    body = await runner.stream(run_turn(prepared.turn), persist, _sse_bytes)
+    first = await anext(body)  # response.created, sent once the model answered
+    assert first.startswith(b"event: response.created")
+    await body.aclose()  # the client went away
+    assert await runner.wait_idle(timeout=30)
+    stored = await stores.responses.get(OWNER, prepared.turn.response["id"])
+    assert stored["response"]["status"] == "completed"
+    assert stored["response"]["output"][0]["content"][0]["text"] == "the whole answer"
+
+
+async def test_a_failed_turn_whose_save_raises_keeps_its_own_error(stores):
+    broken, responses = failing(stores, failures=1)
+    reply = Reply(text="one two three", fail_after=2, error=UpstreamError("reset by peer"))
+    prepared = await prepare(stores, ScriptedProvider(reply), {"input": "hi"})
+    persist = turn_saver(broken, OWNER, prepared, store=True)
+    events = await streamed(TurnRunner(), run_turn(prepared.turn), persist)
+    final = validate_stream(events)
+    assert final["error"] == {"code": "server_error", "message": "reset by peer"}
+    assert responses.attempts == 2
+    stored = await stores.responses.get(OWNER, final["id"])
+    assert stored["response"]["error"] == final["error"]

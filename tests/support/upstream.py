@@ -22,9 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-SHARED_RECORDINGS = (
-    Path(__file__).resolve().parents[3] / "shared" / "recordings" / "responses-2025-10"
-)
+from tests.support.shared import SHARED_RECORDINGS, require_shared
 
 _ids = itertools.count(1)
 
@@ -265,7 +263,7 @@ class Recordings:
         # (embedding model, input text) → the recorded vector
         self.embeddings: dict[tuple[str, str], list[float]] = {}
         candidates: dict[str, list[dict[str, Any]]] = {}
-        for path in sorted(directory.glob("*.json")):
+        for path in sorted(require_shared(directory).glob("*.json")):
             data = json.loads(path.read_text())
             request = data.get("request", {})
             if request.get("endpoint") == "/v1/embeddings":

@@ -15,15 +15,11 @@ from typing import BinaryIO
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from loom.errors import InvalidRequestError, LoomError
+from loom.errors import InvalidRequestError, LoomError, PayloadTooLargeError
 
 _MAX_FIELD_BYTES = 64 * 1024
-
-
-class PayloadTooLargeError(LoomError):
-    status_code = 413
-    error_type = "invalid_request_error"
-    default_code = "file_too_large"
+# What a form may carry beyond its file: the other fields and the multipart framing.
+FORM_OVERHEAD = 1024 * 1024
 
 
 @dataclass
@@ -42,7 +38,7 @@ async def receive_upload(request: Request, destination: Path, limit: int) -> Upl
             "Uploads must be multipart/form-data with a 'file' part.", param="file"
         )
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + _MAX_FIELD_BYTES:
+    if declared and declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
         raise _too_large(limit)
     upload = Upload()
     state: dict = {"headers": {}, "name": None, "sink": None, "value": bytearray()}
@@ -123,5 +119,7 @@ async def receive_upload(request: Request, destination: Path, limit: int) -> Upl
 
 def _too_large(limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
-        f"The file is larger than the upload limit of {limit} bytes.", param="file"
+        f"The file is larger than the upload limit of {limit} bytes.",
+        param="file",
+        code="file_too_large",
     )

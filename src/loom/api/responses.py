@@ -55,6 +55,7 @@ async def create_response(
         models=svc.models,
         stores=svc.stores,
         searcher=svc.retrieval,
+        url_policy=svc.url_policy,
     )
     persist = _persister(svc, who, prepared, req)
     events = run_turn(prepared.turn)

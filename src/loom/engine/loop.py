@@ -5,12 +5,14 @@ list MCP tools and run approved MCP calls → call the model → stream its text
 stop: on a final
 answer, a client-side function call, an MCP call awaiting approval, a length limit, the
 iteration limit, or a failure. After each model call the loop takes one explicit
-`Decision`. The last event is always exactly one of `response.completed`,
-`response.incomplete` or `response.failed`, and it carries the final Response object.
+`Decision`. Once it has yielded an event, its last event is exactly one of
+`response.completed`, `response.incomplete` or `response.failed`, carrying the final
+Response object; a failure after that point becomes `response.failed`.
 
 Events made before the first model chunk arrives (the response's creation, MCP listings,
 approved calls) are held back until it does, so an upstream that refuses the first call
-still becomes an HTTP error rather than a failed stream.
+raises instead, and the caller answers with an HTTP error rather than a failed stream.
+Saving the turn and announcing its end is the turn runner's job (`turn_runner.py`).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class Decision(Enum):
 
 @dataclass
 class Turn:
-    """Everything one turn needs, built by the API layer."""
+    """Everything one turn needs, built by `turn_setup.prepare_turn` (or by a test)."""
 
     response: dict[str, Any]  # the Response skeleton; its `output` grows as items arrive
     model: ResolvedModel
@@ -74,7 +76,8 @@ class Turn:
     approved: list[ApprovedCall] = field(default_factory=list)  # MCP calls to run first
     mcp_timeout: float = 30.0
     search: SearchContext | None = None  # how file_search reaches retrieval
-    connect_mcp: ConnectMcp = McpClients  # how the turn reaches its MCP servers
+    # How the turn reaches its MCP servers; `prepare_turn` binds the app's URL guard policy.
+    connect_mcp: ConnectMcp = McpClients
 
 
 def _snapshot(response: dict[str, Any]) -> dict[str, Any]:

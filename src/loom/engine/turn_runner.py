@@ -42,9 +42,9 @@ def _mark_unsaved(response: dict[str, Any], why: str) -> None:
 def turn_saver(stores: Stores, owner: str, prepared: PreparedTurn, store: bool) -> Persist:
     """Save the turn: the response (unless `store` is false) and, on a conversation, the
     turn's items, in one transaction. If that save fails, for any reason, the response
-    becomes `failed` and says why (a database error's text is logged, not shown), and the
-    failed response alone is saved if it can be: the client never sees `completed` for a
-    turn that was not kept."""
+    becomes `failed` and says why (a database error's text is logged, not shown; a turn that
+    had failed already keeps its own error), and the failed response alone is saved if it
+    can be: the client never sees `completed` for a turn that was not kept."""
     conversation_id = prepared.conversation_id
 
     async def persist(response: dict[str, Any]) -> None:
@@ -66,12 +66,14 @@ def turn_saver(stores: Stores, owner: str, prepared: PreparedTurn, store: bool) 
                 raise LookupError(f"conversation {conversation_id!r} not found")
         except (LookupError, DuplicateIdError) as exc:
             log.warning("response %s could not be stored: %s", response["id"], exc)
-            _mark_unsaved(response, f": {exc}")
+            why = f": {exc}"
         except Exception:
             log.exception("response %s could not be stored", response["id"])
-            _mark_unsaved(response, "")
+            why = ""
         else:
             return
+        if ok:  # a turn that already failed keeps the error that failed it
+            _mark_unsaved(response, why)
         if store:  # may fail again (the database is down): the runner logs it
             await stores.responses.save_turn(owner, response, prepared.input_items)
 
@@ -183,7 +185,13 @@ class TurnRunner:
             if ended:
                 return
 
-    async def aclose(self, timeout: float = 30.0) -> None:
-        """Let running turns finish (and be stored) before the process exits."""
+    async def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until the turns running now have finished (and been stored); whether they
+        did within `timeout`."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+        return not self._tasks
+
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Let running turns finish (and be stored) before the process exits."""
+        await self.wait_idle(timeout)

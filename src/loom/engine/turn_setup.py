@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from loom.config import Settings
@@ -17,8 +18,11 @@ from loom.engine.request import CreateResponse, chat_params, response_skeleton
 from loom.engine.search_steps import SearchContext
 from loom.errors import InvalidRequestError, LoomError
 from loom.inference.registry import ModelRegistry
+from loom.security.limits import check_count
+from loom.security.url_guard import UrlPolicy
 from loom.store import Stores
 from loom.tools.file_search import INCLUDE_RESULTS, Searcher, known_files
+from loom.tools.mcp_client import McpClients
 from loom.tools.toolset import ToolSet, build_toolset
 
 
@@ -73,14 +77,18 @@ async def prepare_turn(
     settings: Settings,
     models: ModelRegistry,
     stores: Stores,
+    url_policy: UrlPolicy,
     searcher: Searcher | None = None,
 ) -> PreparedTurn:
+    check_count(req.input, settings.limits.max_input_items, "input")
+    check_count(req.tools, settings.limits.max_tools, "tools")
     resolved = await models.resolve(req.model)
     input_items = normalize_input(req.input)
     conversation_id = req.conversation_id
     if not input_items and not req.previous_response_id and not conversation_id:
         raise InvalidRequestError("'input' is required.", param="input", code="missing_required")
     toolset = build_toolset(req.tools, req.tool_choice)
+    await _check_mcp_urls(req.tools, url_policy, settings.mcp_timeout)
     search = await _search_context(toolset, req, owner, searcher)
     history = await history_items(
         stores,
@@ -111,5 +119,13 @@ async def prepare_turn(
         approved=approved,
         mcp_timeout=settings.mcp_timeout,
         search=_with_fallback(search, history + input_items),
+        connect_mcp=partial(McpClients, policy=url_policy),
     )
     return PreparedTurn(turn, input_items, conversation_id)
+
+
+async def _check_mcp_urls(tools: list[Any] | None, policy: UrlPolicy, timeout: float) -> None:
+    """Refuse, before anything runs, an MCP server the URL guard would not connect to."""
+    for i, raw in enumerate(tools or []):
+        if raw.get("type") == "mcp":
+            await policy.check_url(raw["server_url"], f"tools[{i}].server_url", timeout)
