@@ -28,6 +28,7 @@ from loom.store.vector_stores import VectorStoreStore
 log = logging.getLogger("loom.rag")
 
 LEASE_SECONDS = 1800.0
+_READ_AT_ONCE = 4
 _CLAIM = 32  # attachments per round; their chunks are embedded together
 
 
@@ -79,17 +80,24 @@ class IngestionWorker:
 
     async def _ingest(self, rows: list[Any]) -> None:
         """Read and chunk each claimed file, then embed the chunks of all files sharing a
-        model in one call (the model is far faster on batches), then store each file."""
+        model in one call (the model is far faster on batches), then store them together."""
         by_model: dict[str, list[tuple[Any, list[str]]]] = {}
-        for row in rows:
-            try:
-                model, texts = await self._read_and_split(row)
-            except ParseError as exc:
-                await self._fail(row, "invalid_file", str(exc))
-            except Exception as exc:
-                log.exception("ingestion of %s failed", row.file_id)
-                await self._fail(row, "server_error", f"Ingestion failed: {type(exc).__name__}")
+        reading = asyncio.Semaphore(_READ_AT_ONCE)  # files are read whole: bound the memory
+
+        async def read_one(row: Any) -> tuple[str, list[str]]:
+            async with reading:
+                return await self._read_and_split(row)
+
+        read = await asyncio.gather(*(read_one(row) for row in rows), return_exceptions=True)
+        for row, outcome in zip(rows, read, strict=True):
+            if isinstance(outcome, ParseError):
+                await self._fail(row, "invalid_file", str(outcome))
+            elif isinstance(outcome, BaseException):
+                log.error("ingestion of %s failed: %r", row.file_id, outcome)
+                name = type(outcome).__name__
+                await self._fail(row, "server_error", f"Ingestion failed: {name}")
             else:
+                model, texts = outcome
                 by_model.setdefault(model, []).append((row, texts))
         for model, files in by_model.items():
             await self._embed_and_store(model, files)
@@ -108,16 +116,21 @@ class IngestionWorker:
             message = exc.message if isinstance(exc, LoomError) else type(exc).__name__
             await self._fail(files[0][0], "server_error", f"Embedding failed: {message}")
             return
-        start = 0
+        done, start = [], 0
         for row, texts in files:
             mine = vectors[start : start + len(texts)]
             start += len(texts)
-            usage = sum(len(t.encode()) for t in texts) + mine.size * 4
-            try:
-                await self._stores.finish(row, texts=texts, vectors=mine, usage_bytes=usage)
-            except Exception:
-                log.exception("ingestion: cannot store the chunks of %s", row.file_id)
-                await self._fail(row, "server_error", "Ingestion failed: storage error")
+            done.append((row, texts, mine, sum(len(t.encode()) for t in texts) + mine.size * 4))
+        try:
+            await self._stores.finish_many(done)
+        except Exception:  # store them one by one, so only the one that fails fails
+            log.exception("ingestion: storing %d files together failed", len(done))
+            for row, texts, mine, usage in done:
+                try:
+                    await self._stores.finish(row, texts=texts, vectors=mine, usage_bytes=usage)
+                except Exception:
+                    log.exception("ingestion: cannot store the chunks of %s", row.file_id)
+                    await self._fail(row, "server_error", "Ingestion failed: storage error")
 
     async def _read_and_split(self, row: Any) -> tuple[str, list[str]]:
         record = await self._files.get_row(row.owner, row.file_id)

@@ -375,27 +375,45 @@ class VectorStoreStore:
         cancelled or re-attached.
         """
         async with self._db.write() as conn:
-            current = (
-                await conn.execute(
-                    sa.select(vsf_t.c.seq, vsf_t.c.status).where(
-                        vsf_t.c.vector_store_id == claimed.vector_store_id,
-                        vsf_t.c.file_id == claimed.file_id,
-                    )
-                )
-            ).first()
-            if current is None or current.seq != claimed.seq or current.status != "in_progress":
-                return False
-            values: Json = {"lease_until": None}
-            if error is not None:
-                values.update(status="failed", last_error=error)
-            else:
-                await chunk_index.insert_chunks(
-                    conn, claimed.owner, claimed.vector_store_id, claimed.file_id, texts, vectors
-                )
-                values.update(status="completed", usage_bytes=usage_bytes)
-                await _bump_version(conn, claimed.vector_store_id)
-            await conn.execute(sa.update(vsf_t).where(vsf_t.c.seq == claimed.seq).values(**values))
-        return True
+            return await _finish(conn, claimed, texts, vectors, usage_bytes, error)
+
+    async def finish_many(self, done: list[tuple[Any, list[str], Any, int]]) -> None:
+        """`finish` for several ingested attachments (row, texts, vectors, usage_bytes), in
+        one transaction: one wait for SQLite's writer and one commit for all of them."""
+        async with self._db.write() as conn:
+            for claimed, texts, vectors, usage in done:
+                await _finish(conn, claimed, texts, vectors, usage, None)
+
+
+async def _finish(
+    conn: AsyncConnection,
+    claimed: Any,
+    texts: list[str] | None,
+    vectors: Any,
+    usage_bytes: int,
+    error: Json | None,
+) -> bool:
+    current = (
+        await conn.execute(
+            sa.select(vsf_t.c.seq, vsf_t.c.status).where(
+                vsf_t.c.vector_store_id == claimed.vector_store_id,
+                vsf_t.c.file_id == claimed.file_id,
+            )
+        )
+    ).first()
+    if current is None or current.seq != claimed.seq or current.status != "in_progress":
+        return False
+    values: Json = {"lease_until": None}
+    if error is not None:
+        values.update(status="failed", last_error=error)
+    else:
+        await chunk_index.insert_chunks(
+            conn, claimed.owner, claimed.vector_store_id, claimed.file_id, texts or [], vectors
+        )
+        values.update(status="completed", usage_bytes=usage_bytes)
+        await _bump_version(conn, claimed.vector_store_id)
+    await conn.execute(sa.update(vsf_t).where(vsf_t.c.seq == claimed.seq).values(**values))
+    return True
 
 
 async def _store_row(conn: AsyncConnection, owner: str, id: str) -> Any | None:
