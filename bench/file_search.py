@@ -264,12 +264,15 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--skip-ingestion", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-search", action="store_true")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
         workdir = Path(tmp)
         if not args.skip_ingestion:
             bench_ingestion(args.files, workdir)
+        if args.skip_search:
+            return
         print(f"query embedding (bundled model, one short query): {query_embedding_ms():.1f} ms")
         asyncio.run(
             bench_search_backend(
