@@ -38,7 +38,8 @@ def test_forced_search_on_the_embedded_model(local_library):
         tool_choice={"type": "file_search"},
         max_tool_calls=1,  # then the model must answer in text
         include=["file_search_call.results"],
-        max_output_tokens=32,
+        # room for the longest call the grammar allows (a query is at most 500 characters)
+        max_output_tokens=600,
         stream=True,
     ) as stream:
         events = [e.model_dump(mode="json", exclude_unset=True, by_alias=True) for e in stream]
