@@ -18,7 +18,10 @@ from loom.api import (
     files,
     health,
     models,
+    prompts,
     responses,
+    responses_extra,
+    responses_ws,
     vector_stores,
 )
 from loom.api.client_test_id import TestIdMiddleware
@@ -137,9 +140,12 @@ def build_app(settings: Settings) -> FastAPI:
         chat,
         embeddings,
         health,
+        responses_extra,
         responses,
+        responses_ws,
         conversations,
         admin_keys,
+        prompts,
         files,
         vector_stores,
     ):

@@ -37,6 +37,11 @@ class ProviderSettings(_Strict):
     models: list[str] | None = None
     timeout: float = 600.0
     connect_timeout: float = 10.0
+    # How `custom` tools reach this endpoint: as a function with one string parameter (any
+    # endpoint), or natively as chat `custom` tools with their grammar (OpenAI).
+    custom_tools: Literal["function", "native"] = "function"
+    # Context windows in tokens per model name, for `truncation`; else the upstream's /models.
+    context_windows: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -167,27 +172,37 @@ class Settings(_Strict):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     mcp_guard: McpGuardSettings = Field(default_factory=McpGuardSettings)
+    # The AES-256-GCM key that seals compaction items (32 bytes, base64url). Without one,
+    # Loom generates a key on first use and keeps it in `<data_dir>/compaction.key`.
+    compaction_key: str | None = Field(default=None, repr=False)
+    data_dir: str = ""  # "" → the user's data dir (platformdirs)
+    # WebSocket mode on GET /v1/responses: off answers the upgrade with 426 (clients fall
+    # back to HTTP); at most this many open connections, each open at most this long.
+    websocket_enabled: bool = True
+    websocket_max_connections: int = Field(default=256, ge=1)
+    websocket_max_age: float = Field(default=3600.0, gt=0)
 
     def provider(self, name: str) -> ProviderSettings | None:
         return next((p for p in self.providers if p.name == name), None)
 
 
-def _data_dir() -> Path:
-    data_dir = Path(user_data_dir("loom", appauthor=False))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return data_dir
+def default_data_dir() -> Path:
+    """Where Loom keeps its files by default (the SQLite database): the user data dir."""
+    return Path(user_data_dir("loom", appauthor=False))
 
 
 def default_db_url() -> str:
-    return f"sqlite+aiosqlite:///{_data_dir() / 'loom.db'}"
+    data_dir = default_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{data_dir / 'loom.db'}"
 
 
-def default_files_dir(db_url: str) -> str:
-    """Uploads live beside a SQLite database file, else under the user's data dir."""
+def default_files_dir(db_url: str, data_dir: str) -> str:
+    """Uploads live beside a SQLite database file, else under the data dir."""
     prefix = next((p for p in ("sqlite+aiosqlite:///", "sqlite:///") if db_url.startswith(p)), "")
     if prefix and not db_url[len(prefix) :].startswith("file:"):
         return str(Path(db_url[len(prefix) :].split("?")[0]).parent / "files")
-    return str(_data_dir() / "files")
+    return str(Path(data_dir or default_data_dir()) / "files")
 
 
 _ENV_FIELDS = {
@@ -202,6 +217,11 @@ _ENV_FIELDS = {
     "LOOM_FILES_DIR": "files_dir",
     "LOOM_MAX_UPLOAD_BYTES": "max_upload_bytes",
     "LOOM_EMBEDDING_MODEL": "embedding_model",
+    "LOOM_WEBSOCKET_ENABLED": "websocket_enabled",
+    "LOOM_COMPACTION_KEY": "compaction_key",
+    "LOOM_DATA_DIR": "data_dir",
+    "LOOM_WEBSOCKET_MAX_CONNECTIONS": "websocket_max_connections",
+    "LOOM_WEBSOCKET_MAX_AGE": "websocket_max_age",
 }
 
 
@@ -249,7 +269,7 @@ def load_settings(
     if not settings.db_url:
         settings.db_url = default_db_url()
     if not settings.files_dir:
-        settings.files_dir = default_files_dir(settings.db_url)
+        settings.files_dir = default_files_dir(settings.db_url, settings.data_dir)
     names = [p.name for p in settings.providers]
     if len(names) != len(set(names)) or "local" in names:
         raise ConfigError(f"provider names must be unique and not 'local': {names}")

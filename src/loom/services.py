@@ -24,6 +24,7 @@ class Services:
     retrieval: Retrieval | None = None
     # Files, vector stores, embeddings and ingestion, for their routes.
     rag: RagServices | None = None
+    websockets_open: int = 0  # WebSocket-mode connections, against their configured limit
     keys: KeyRing | None = None  # set by the app once it knows whether auth is on
     url_policy: UrlPolicy = field(init=False)
 

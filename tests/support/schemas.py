@@ -70,8 +70,8 @@ def _without_file_citations(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spec_view(response: dict[str, Any]) -> dict[str, Any]:
-    """The spec models only message/function/reasoning items and function tools; items of
-    other kinds (MCP, file search) are checked by the SDK types alone."""
+    """The spec models only message/function/reasoning items, function tools and function
+    tool choices; other kinds (MCP, file search, custom) are checked by the SDK types alone."""
     view = copy.deepcopy(response)
     view["output"] = [
         _without_file_citations(i) for i in view["output"] if i.get("type") in _spec_item_types()
@@ -79,7 +79,8 @@ def _spec_view(response: dict[str, Any]) -> dict[str, Any]:
     view["tools"] = [t for t in view["tools"] if t.get("type") == "function"]
     choice = view.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") not in ("function", "allowed_tools"):
-        # A hosted tool forced by type ({"type": "file_search"}) is not in the spec either.
+        # custom / MCP choices: checked by the SDK types; a hosted tool forced by type
+        # ({"type": "file_search"}) is not in the spec either.
         view["tool_choice"] = "required"
     return view
 

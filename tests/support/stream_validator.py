@@ -6,8 +6,9 @@ Used by every streaming test. It checks:
   event (`response.completed`, `response.incomplete` or `response.failed`) at the end;
 - each item: `output_item.added` → its inner events → `output_item.done`, never
   interleaved, output indexes in order; message and reasoning content-part events around
-  their deltas; function / MCP argument deltas before their `done`; a file search's
-  `in_progress` → `searching` → `completed` (no `completed` when it failed);
+  their deltas (reasoning: summary parts too); function / MCP argument deltas before
+  their `done`; custom tool input deltas before `custom_tool_call_input.done`; a file
+  search's `in_progress` → `searching` → `completed` (no `completed` when it failed);
 - a message's `output_text.annotation.added` events, numbered from 0, add up to the
   annotations of its final content part;
 - concatenated deltas equal the `done` text, the item in `output_item.done`, and the
@@ -135,48 +136,27 @@ def _deltas(inner: list[dict[str, Any]], suffix: str) -> str:
 
 def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, Any]]) -> None:
     kind = item["type"]
-    if kind in ("message", "reasoning"):
-        delta, done = (
-            ("response.output_text.delta", "response.output_text.done")
-            if kind == "message"
-            else ("response.reasoning_text.delta", "response.reasoning_text.done")
-        )
-        _check(
-            types[0] == "response.content_part.added",
-            f"{kind} must start with content_part.added: {types}",
-        )
-        _check(
-            types[-1] == "response.content_part.done",
-            f"{kind} must end with content_part.done: {types}",
-        )
-        _check(types[-2] == done, f"{kind} needs {done} before content_part.done: {types}")
+    if kind == "message":
         annotation = "response.output_text.annotation.added"
-        middle = [t for t in types[1:-2] if t != annotation]
-        _check(
-            len(middle) >= 1 and all(t == delta for t in middle),
-            f"{kind} needs one or more {delta}: {types}",
-        )
-        text = "".join(e["delta"] for e in inner[1:-2] if e["type"] == delta)
         added = [e for e in inner if e["type"] == annotation]
+        plain = [e for e in inner if e["type"] != annotation]
+        _check_part(item, [e["type"] for e in plain], plain, "output_text")
+        _check(item["content"][0]["text"] == plain[-2]["text"], "message: item text differs")
         _check(
             [e["annotation_index"] for e in added] == list(range(len(added))),
-            f"{kind}: annotation indexes are not 0, 1, 2, ...",
+            "message: annotation indexes are not 0, 1, 2, ...",
         )
-        if kind == "message":
-            annotations = inner[-1]["part"]["annotations"]
-            _check(
-                [e["annotation"] for e in added] == annotations,
-                f"{kind}: annotation.added events differ from the part's annotations",
-            )
-            _check(
-                item["content"][0]["annotations"] == annotations,
-                f"{kind}: item annotations differ from the content part's",
-            )
+        annotations = plain[-1]["part"]["annotations"]
         _check(
-            inner[-2]["text"] == text, f"{kind}: deltas {text!r} != done text {inner[-2]['text']!r}"
+            [e["annotation"] for e in added] == annotations,
+            "message: annotation.added events differ from the part's annotations",
         )
-        _check(inner[-1]["part"]["text"] == text, f"{kind}: content_part.done text differs")
-        _check(item["content"][0]["text"] == text, f"{kind}: item text differs from deltas")
+        _check(
+            item["content"][0]["annotations"] == annotations,
+            "message: item annotations differ from the content part's",
+        )
+    elif kind == "reasoning":
+        _check_reasoning(item, types, inner)
     elif kind in ("function_call", "mcp_call"):
         delta, done = f"response.{kind}_arguments.delta", f"response.{kind}_arguments.done"
         _check(done in types, f"{kind} lacks {done}: {types}")
@@ -202,6 +182,14 @@ def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, A
         ending = [] if item["status"] == "failed" else ["response.file_search_call.completed"]
         _check(types == states + ending, f"file_search_call events: {types}")
         _check(item["status"] in ("completed", "failed"), f"file_search_call ends {item['status']}")
+    elif kind == "custom_tool_call":
+        delta = "response.custom_tool_call_input.delta"
+        done = "response.custom_tool_call_input.done"
+        _check(types[-1:] == [done], f"custom_tool_call must end with {done}: {types}")
+        _check(all(t == delta for t in types[:-1]), f"custom_tool_call events: {types}")
+        text = _deltas(inner[:-1], "_input.delta")
+        _check(inner[-1]["input"] == text, "custom_tool_call: input deltas != done input")
+        _check(item["input"] == text, "custom_tool_call: item input differs from deltas")
     elif kind == "mcp_list_tools":
         _check(
             types[:1] == ["response.mcp_list_tools.in_progress"], f"mcp_list_tools events: {types}"
@@ -211,3 +199,67 @@ def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, A
             in (["response.mcp_list_tools.completed"], ["response.mcp_list_tools.failed"]),
             f"mcp_list_tools events: {types}",
         )
+
+
+_PART_EVENTS = {
+    # part kind → (opening event, delta event, done event, closing event)
+    "output_text": (
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+    ),
+    "reasoning_text": (
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+    ),
+    "summary_text": (
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+    ),
+}
+
+
+def _check_part(item: dict[str, Any], types: list[str], inner: list[dict[str, Any]], kind: str):
+    """One part: opened, one or more deltas, its done text, closed; the texts agree."""
+    added, delta, done, closed = _PART_EVENTS[kind]
+    name = f"{item['type']} {kind}"
+    _check(len(types) >= 4 and types[0] == added, f"{name} must start with {added}: {types}")
+    _check(types[-1] == closed, f"{name} must end with {closed}: {types}")
+    _check(types[-2] == done, f"{name} needs {done} before {closed}: {types}")
+    _check(all(t == delta for t in types[1:-2]), f"{name} needs one or more {delta}: {types}")
+    text = "".join(e["delta"] for e in inner[1:-2])
+    _check(inner[-2]["text"] == text, f"{name}: deltas {text!r} != done text {inner[-2]['text']!r}")
+    _check(inner[-1]["part"]["text"] == text, f"{name}: part done text differs")
+    return text
+
+
+def _check_reasoning(item: dict[str, Any], types: list[str], inner: list[dict[str, Any]]) -> None:
+    """A reasoning item: summary parts and at most one reasoning-text part, each whole."""
+    texts, summaries, i = [], [], 0
+    while i < len(types):
+        kind = "summary_text" if types[i] == "response.reasoning_summary_part.added" else None
+        kind = kind or ("reasoning_text" if types[i] == "response.content_part.added" else None)
+        _check(kind is not None, f"reasoning: unexpected {types[i]}: {types}")
+        end = types.index(_PART_EVENTS[kind][3], i) + 1
+        text = _check_part(item, types[i:end], inner[i:end], kind)
+        if kind == "summary_text":
+            _check(
+                all(e["summary_index"] == len(summaries) for e in inner[i:end]),
+                f"reasoning: summary_index out of order: {types}",
+            )
+            summaries.append(text)
+        else:
+            texts.append(text)
+        i = end
+    _check(len(texts) <= 1, f"reasoning: more than one reasoning_text part: {types}")
+    content = [{"type": "reasoning_text", "text": t} for t in texts]
+    _check((item.get("content") or []) == content, "reasoning: item content differs from deltas")
+    _check(
+        [s["text"] for s in item.get("summary") or []] == summaries,
+        "reasoning: item summary differs from the summary deltas",
+    )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import Query, Request
 
-from loom.engine.request import INCLUDABLE
+from loom.engine.params import INCLUDABLE
 from loom.errors import InvalidRequestError
+
+__all__ = ["INCLUDABLE", "includes"]
 
 
 async def includes(

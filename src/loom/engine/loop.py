@@ -27,6 +27,7 @@ from typing import Any
 
 from loom.engine.approvals import ApprovedCall
 from loom.engine.chat_messages import items_to_messages
+from loom.engine.custom_calls import native_custom_messages
 from loom.engine.events import Event, EventSequencer
 from loom.engine.mcp_steps import McpCall, McpSteps
 from loom.engine.model_call import ModelCallStream
@@ -78,6 +79,8 @@ class Turn:
     search: SearchContext | None = None  # how file_search reaches retrieval
     # How the turn reaches its MCP servers; `prepare_turn` binds the app's URL guard policy.
     connect_mcp: ConnectMcp = McpClients
+    prelude: list[dict[str, Any]] = field(default_factory=list)  # e.g. a compaction item
+    logprobs: bool = False  # `include` asked for logprobs on output text
 
 
 def _snapshot(response: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +102,7 @@ def _chat_body(
     turn: Turn, output: list[dict[str, Any]], tools_allowed: bool, first_call: bool
 ) -> dict[str, Any]:
     messages = turn.messages + items_to_messages(output) if output else turn.messages
+    messages = native_custom_messages(messages, turn.toolset)
     body: dict[str, Any] = {
         "model": turn.model.model,
         "messages": messages,
@@ -150,6 +154,8 @@ async def _model_events(
         held.clear()
         if first is not None:
             usage.add(first.get("usage"))
+            if first.get("service_tier"):  # the tier the backend actually used
+                turn.response["service_tier"] = first["service_tier"]
             for event in call.feed(first):
                 yield event
             async for chunk in chunks:
@@ -197,6 +203,10 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
         seq.response_event("response.created", _snapshot(response)),
         seq.response_event("response.in_progress", _snapshot(response)),
     ]
+    for item in turn.prelude:  # items decided before the turn, output first
+        held.append(seq.item_added(len(output), dict(item)))
+        output.append(item)
+        held.append(seq.item_done(len(output) - 1, item))
     try:
         try:
             async for event in mcp.list_tools():
@@ -209,7 +219,9 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
                 held.append(event)
             for iteration in range(turn.max_iterations):
                 budget = None if turn.max_tool_calls is None else turn.max_tool_calls - calls_made
-                call = ModelCallStream(seq, output, turn.toolset, budget, turn.parallel_tool_calls)
+                call = ModelCallStream(
+                    seq, output, turn.toolset, budget, turn.parallel_tool_calls, turn.logprobs
+                )
                 body = _chat_body(
                     turn,
                     output,

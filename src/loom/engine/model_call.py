@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loom.engine.citations import CitationStream
+from loom.engine.custom_calls import custom_input, unknown_tool_error
 from loom.engine.events import Event, EventSequencer
 from loom.engine.ids import new_id
+from loom.engine.reasoning_parts import ReasoningParts
 from loom.tools.mcp_tools import McpServer
 from loom.tools.toolset import ToolSet
 
@@ -30,11 +32,13 @@ Item = dict[str, Any]
 
 @dataclass
 class _OpenItem:
-    kind: str  # "reasoning" | "message" | "call"
+    kind: str  # "reasoning" | "message" | "call" | "custom" | "custom_raw" (native custom)
     item: Item
     output_index: int
     parts: list[str] = field(default_factory=list)
     citations: CitationStream | None = None
+    reasoning: ReasoningParts | None = None
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -73,6 +77,19 @@ class SearchDraft:
         return "".join(self.parts)
 
 
+def _logprob(entry: dict[str, Any]) -> dict[str, Any]:
+    """A chat-completions token logprob in the Responses shape (the same fields)."""
+    return {
+        "token": entry.get("token", ""),
+        "bytes": entry.get("bytes") or [],
+        "logprob": entry.get("logprob", 0.0),
+        "top_logprobs": [
+            {"token": t.get("token", ""), "bytes": t.get("bytes") or [], "logprob": t["logprob"]}
+            for t in entry.get("top_logprobs") or ()
+        ],
+    }
+
+
 class ModelCallStream:
     def __init__(
         self,
@@ -81,7 +98,9 @@ class ModelCallStream:
         toolset: ToolSet,
         call_budget: int | None,
         parallel_tool_calls: bool,
+        logprobs: bool = False,
     ):
+        self._logprobs = logprobs  # keep the backend's logprobs on output text
         self._seq = seq
         self._output = output
         self._toolset = toolset
@@ -107,8 +126,7 @@ class ModelCallStream:
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             events.append(self._seq.part_added(item["id"], opened.output_index, 0, part))
         elif kind == "reasoning":
-            part = {"type": "reasoning_text", "text": ""}
-            events.append(self._seq.part_added(item["id"], opened.output_index, 0, part))
+            opened.reasoning = ReasoningParts(self._seq, item, opened.output_index)
         self._open = opened
         return opened
 
@@ -129,16 +147,31 @@ class ModelCallStream:
                     events.append(self._seq.text_delta(item["id"], index, rest))
                 self._annotation_events(opened, added, events)
                 annotations = opened.citations.annotations
-            part = {"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}
-            events.append(self._seq.text_done(item["id"], index, text))
+            logprobs = opened.logprobs
+            part = {
+                "type": "output_text",
+                "text": text,
+                "annotations": annotations,
+                "logprobs": logprobs,
+            }
+            events.append(self._seq.text_done(item["id"], index, text, logprobs))
             events.append(self._seq.part_done(item["id"], index, 0, part))
             item["content"] = [part]
             self.text += text
-        elif opened.kind == "reasoning":
-            part = {"type": "reasoning_text", "text": text}
-            events.append(self._seq.reasoning_done(item["id"], index, text))
-            events.append(self._seq.part_done(item["id"], index, 0, part))
-            item["content"] = [part]
+        elif opened.reasoning is not None:
+            opened.reasoning.close(events)
+        elif opened.kind == "custom_raw":
+            item["input"] = text
+            events.append(self._seq.custom_input_done(item["id"], index, text))
+            self.calls.append(ToolCall(item, index))
+        elif opened.kind == "custom":
+            # The upstream streams `{"input": ...}` JSON; the item carries the string itself.
+            value = custom_input(text)
+            item["input"] = value
+            if value:
+                events.append(self._seq.custom_input_delta(item["id"], index, value))
+            events.append(self._seq.custom_input_done(item["id"], index, value))
+            self.calls.append(ToolCall(item, index))
         else:
             item["arguments"] = text
             events.append(self._seq.arguments_done(item["type"], item["id"], index, text))
@@ -156,19 +189,25 @@ class ModelCallStream:
             delta = choice.get("delta") or {}
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if reasoning:
-                self._reasoning(reasoning, events)
+                self._reasoning_parts(events, for_text=True).text(reasoning, events)
+            for detail in delta.get("reasoning_details") or ():
+                self._reasoning_detail(detail, events)
             content = delta.get("content")
             if content:
-                self._content(content, events)
+                logprobs = self._logprobs and (choice.get("logprobs") or {}).get("content")
+                self._content(content, events, logprobs or None)
             for call in delta.get("tool_calls") or ():
                 self._tool_call(call, events)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         return events
 
-    def _reasoning(self, text: str, events: list[Event]) -> None:
+    def _reasoning_parts(self, events: list[Event], for_text: bool = False) -> ReasoningParts:
+        """The open reasoning item's parts; a new item if none is open, or if text comes
+        after the open item's text part was closed by a summary."""
         opened = self._open
-        if opened is None or opened.kind != "reasoning":
+        parts = opened.reasoning if opened is not None else None
+        if parts is None or (for_text and parts.text_closed):
             item = {
                 "type": "reasoning",
                 "id": new_id("rs"),
@@ -176,11 +215,24 @@ class ModelCallStream:
                 "content": [],
                 "status": "in_progress",
             }
-            opened = self._open_item("reasoning", item, events)
-        opened.parts.append(text)
-        events.append(self._seq.reasoning_delta(opened.item["id"], opened.output_index, text))
+            parts = self._open_item("reasoning", item, events).reasoning
+        return parts
 
-    def _content(self, text: str, events: list[Event]) -> None:
+    def _reasoning_detail(self, detail: Any, events: list[Event]) -> None:
+        """One `reasoning_details` entry (OpenRouter's format)."""
+        if not isinstance(detail, dict):
+            return
+        kind = detail.get("type")
+        if kind == "reasoning.text" and detail.get("text"):
+            self._reasoning_parts(events, for_text=True).text(detail["text"], events)
+        elif kind == "reasoning.summary" and detail.get("summary"):
+            self._reasoning_parts(events).summary(detail["summary"], events)
+        elif kind == "reasoning.encrypted" and isinstance(detail.get("data"), str):
+            self._reasoning_parts(events).encrypted.append(detail["data"])
+
+    def _content(
+        self, text: str, events: list[Event], logprobs: list[dict[str, Any]] | None = None
+    ) -> None:
         opened = self._open
         if opened is None or opened.kind != "message":
             item = {
@@ -196,9 +248,14 @@ class ModelCallStream:
         added: list[dict[str, Any]] = []
         if opened.citations is not None:
             text, added = opened.citations.feed(text)
+        if logprobs:
+            logprobs = [_logprob(entry) for entry in logprobs]
+            opened.logprobs.extend(logprobs)
         if text:
             opened.parts.append(text)
-            events.append(self._seq.text_delta(opened.item["id"], opened.output_index, text))
+            events.append(
+                self._seq.text_delta(opened.item["id"], opened.output_index, text, logprobs)
+            )
         if added:
             self._annotation_events(opened, added, events)
 
@@ -221,21 +278,35 @@ class ModelCallStream:
 
     def _tool_call(self, call: dict[str, Any], events: list[Event]) -> None:
         index = call.get("index", 0)
-        function = call.get("function") or {}
+        # A native custom call (`custom_tools: native`) streams `custom.input`, raw text.
+        function = call.get("function") or call.get("custom") or {}
         if index not in self._calls_by_index:
             self._calls_by_index[index] = self._start_call(call, function, events)
         opened = self._calls_by_index[index]
         if opened is None:  # over the call budget: dropped
             return
-        arguments = function.get("arguments")
+        arguments = function.get("arguments") or function.get("input")
         if arguments and isinstance(opened, McpCallDraft | SearchDraft):
             opened.parts.append(arguments)
         elif arguments:
             if opened is not self._open:
                 # A late delta for a call already closed cannot be streamed any more.
-                opened.item["arguments"] += arguments
+                if opened.kind == "custom":
+                    opened.item["input"] = custom_input(
+                        "".join(opened.parts) + arguments, opened.item["input"]
+                    )
+                elif opened.kind == "custom_raw":
+                    opened.item["input"] += arguments
+                else:
+                    opened.item["arguments"] += arguments
                 return
             opened.parts.append(arguments)
+            if opened.kind == "custom":
+                return  # its input is sent whole when the call closes
+            if opened.kind == "custom_raw":
+                item_id, output_index = opened.item["id"], opened.output_index
+                events.append(self._seq.custom_input_delta(item_id, output_index, arguments))
+                return
             events.append(
                 self._seq.arguments_delta(
                     opened.item["type"], opened.item["id"], opened.output_index, arguments
@@ -260,14 +331,26 @@ class ModelCallStream:
             draft = McpCallDraft(*mcp)
             self.mcp_calls.append(draft)
             return draft
+        call_id = call.get("id") or new_id("call")
+        route = self._toolset.route(name)
+        if route is not None and route.kind == "unknown":
+            raise unknown_tool_error(route)
+        if route is not None and route.kind == "custom":
+            item = {"type": "custom_tool_call", "id": new_id("ctc"), "call_id": call_id}
+            if route.namespace:
+                item["namespace"] = route.namespace
+            item.update(name=route.name, input="", status="in_progress")
+            return self._open_item("custom_raw" if route.native else "custom", item, events)
         item = {
             "type": "function_call",
             "id": new_id("fc"),
-            "call_id": call.get("id") or new_id("call"),
-            "name": name,
+            "call_id": call_id,
+            "name": route.name if route else name,
             "arguments": "",
             "status": "in_progress",
         }
+        if route is not None and route.namespace:
+            item["namespace"] = route.namespace
         return self._open_item("call", item, events)
 
     def finish(self) -> list[Event]:

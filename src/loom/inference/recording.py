@@ -101,6 +101,7 @@ class RecordingProvider:
         self.directory = Path(directory)
         self.name = inner.name
         self.base_url = inner.base_url
+        self.native_custom_tools = getattr(inner, "native_custom_tools", False)
         self._replayed_models: list[str] | None = None
         self._recorded_models: list[str] | None = None
 
@@ -150,6 +151,18 @@ class RecordingProvider:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+    # -- optional provider abilities, passed through -----------------------------------
+
+    async def context_window(self, model: str) -> int | None:
+        window = getattr(self.inner, "context_window", None)
+        return await window(model) if window else None
+
+    def __getattr__(self, name: str) -> Any:
+        # `count_tokens` and `check_request` exist on some providers only.
+        if name in ("count_tokens", "check_request"):
+            return getattr(self.inner, name)
+        raise AttributeError(name)
 
     # -- modes ----------------------------------------------------------------------------
 

@@ -126,7 +126,38 @@ def m002_api_keys(conn: Connection) -> None:
 
 
 @migration
-def m003_files_and_vector_stores(conn: Connection) -> None:
+def m003_prompts(conn: Connection) -> None:
+    md = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    sa.Table(
+        "prompts",
+        md,
+        sa.Column("id", sa.String, primary_key=True),
+        sa.Column("owner", sa.String, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("latest_version", sa.Integer, nullable=False),
+        sa.Column("default_version", sa.Integer, nullable=False),
+        sa.Index(None, "owner", "created_at"),
+    )
+    sa.Table(
+        "prompt_versions",
+        md,
+        sa.Column(
+            "prompt_id",
+            sa.String,
+            sa.ForeignKey("prompts.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("version", sa.Integer, primary_key=True),
+        sa.Column("owner", sa.String, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("prompt", sa.Text, nullable=False),
+        sa.Column("variables", JSONText, nullable=False),
+    )
+    md.create_all(conn)
+
+
+@migration
+def m004_files_and_vector_stores(conn: Connection) -> None:
     md = sa.MetaData(naming_convention=NAMING_CONVENTION)
     sa.Table(
         "files",
