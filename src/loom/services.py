@@ -49,6 +49,7 @@ class Services:
             self.hub,
             replica_id=f"replica_{uuid.uuid4().hex[:12]}",
             url_policy=self.url_policy,
+            searcher=self.retrieval,
         )
         self.replica = Replica(self.background, self.settings.db_url)
 

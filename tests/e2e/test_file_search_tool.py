@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import run_loom
+from tests.support.lifecycle import wait_for
 from tests.support.pg import pg_database
 from tests.support.schemas import validate_response
 from tests.support.stream_validator import validate_stream
@@ -388,3 +389,25 @@ def test_wrong_types_in_the_tool_are_4xx_never_500(sqlite_library, upstream, fie
             assert reply.status_code < 500, (field, value, reply.text)
             if reply.status_code >= 400:
                 assert reply.json()["error"]["param"].startswith("tools[0]."), reply.text
+
+
+def test_file_search_in_a_background_response(sqlite_library, upstream):
+    lib = sqlite_library
+    upstream.script(Turn(tool_calls=[SEARCH]), Turn(text=cited_answer(lib)))
+    created = lib.client.responses.create(
+        model=MODEL,
+        input="Show me all marketing reports",
+        tools=[lib.tool()],
+        background=True,
+    )
+    done = wait_for(
+        lambda: lib.client.responses.retrieve(created.id, include=INCLUDE),
+        lambda r: r.status not in ("queued", "in_progress"),
+        what="the background response to end",
+    )
+    assert done.status == "completed", done.error
+    response = dump(done)
+    call, message = response["output"]
+    assert call["type"] == "file_search_call" and call["status"] == "completed"
+    assert {r["filename"] for r in call["results"]} == set(DOCS)
+    assert message["content"][0]["annotations"] == _expected_citations(lib)
