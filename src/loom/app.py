@@ -32,7 +32,7 @@ def _error(status: int, message: str, type_: str, param: str | None = None, code
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoomError)
     async def loom_error(_: Request, exc: LoomError):
-        return OrjsonResponse(exc.to_dict(), status_code=exc.status_code)
+        return OrjsonResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError):

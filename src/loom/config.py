@@ -36,6 +36,14 @@ class ProviderSettings(_Strict):
     models: list[str] | None = None
     timeout: float = 600.0
     connect_timeout: float = 10.0
+    # -- upstream resilience (see README "Upstream resilience") --
+    max_retries: int = Field(default=2, ge=0)  # retries before the first token only
+    retry_backoff: float = Field(default=0.5, ge=0)  # seconds, doubled per retry
+    retry_after_cap: float = Field(default=20.0, ge=0)  # longest Retry-After honoured
+    first_token_timeout: float = Field(default=120.0, gt=0)
+    idle_timeout: float = Field(default=60.0, gt=0)  # between streamed chunks
+    breaker_threshold: int = Field(default=5, ge=1)  # consecutive failures that open it
+    breaker_cooldown: float = Field(default=30.0, ge=0)  # seconds open before one probe
 
     @field_validator("name")
     @classmethod
@@ -54,6 +62,14 @@ class LocalModelSettings(_Strict):
     n_threads: int | None = None
 
 
+class TracingSettings(_Strict):
+    """OpenTelemetry traces, exported over OTLP/HTTP; off unless enabled."""
+
+    enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "loom"
+
+
 class Settings(_Strict):
     host: str = "127.0.0.1"
     port: int = 8321
@@ -67,6 +83,9 @@ class Settings(_Strict):
     )
     mcp_timeout: float = 30.0
     max_tool_iterations: int = 10
+    # -- observability (part B of issue 15) --
+    log_format: Literal["text", "json"] = "text"
+    tracing: TracingSettings = Field(default_factory=lambda: TracingSettings())
 
     def provider(self, name: str) -> ProviderSettings | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -87,6 +106,7 @@ _ENV_FIELDS = {
     "LOOM_RECORDINGS_DIR": "recordings_dir",
     "LOOM_MCP_TIMEOUT": "mcp_timeout",
     "LOOM_MAX_TOOL_ITERATIONS": "max_tool_iterations",
+    "LOOM_LOG_FORMAT": "log_format",
 }
 
 
@@ -112,6 +132,9 @@ def load_settings(
     for var, field in _ENV_FIELDS.items():
         if env.get(var):
             raw[field] = env[var]
+    if env.get("LOOM_OTLP_ENDPOINT"):  # setting an endpoint turns tracing on
+        tracing = raw.get("tracing") if isinstance(raw.get("tracing"), dict) else {}
+        raw["tracing"] = {**tracing, "enabled": True, "otlp_endpoint": env["LOOM_OTLP_ENDPOINT"]}
     if env.get("LOOM_LOCAL_MODELS", "").lower() in ("0", "false", "off", "none"):
         raw["local_models"] = []
     try:

@@ -84,7 +84,9 @@ async def create_chat_completion(
                     yield chat_chunk_bytes(chunk)
         except Exception as exc:  # the status line is gone; report in-band, as OpenAI does
             message = getattr(exc, "message", None) or f"stream failed: {type(exc).__name__}"
-            yield chat_chunk_bytes({"error": {"message": message, "type": "upstream_error"}})
+            code = getattr(exc, "code", None)
+            error = {"message": message, "type": "upstream_error", "param": None, "code": code}
+            yield chat_chunk_bytes({"error": error})
             accumulator = None
         finally:
             await chunks.aclose()

@@ -16,7 +16,7 @@ from loom.api.sse import sse_response
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
-from loom.errors import NotFoundError
+from loom.errors import NotFoundError, UpstreamTimeoutError
 from loom.services import Services
 from loom.store import DuplicateIdError
 
@@ -78,7 +78,11 @@ async def create_response(
     events = run_turn(prepared.turn)
     if req.stream:
         return sse_response(await svc.turns.stream(events, persist))
-    return OrjsonResponse(await svc.turns.run(events, persist))
+    final = await svc.turns.run(events, persist)
+    error = final.get("error") or {}
+    if error.get("code") == "upstream_timeout":  # kept as failed; the caller gets a 504
+        raise UpstreamTimeoutError(f"{error['message']} (response {final['id']} failed)")
+    return OrjsonResponse(final)
 
 
 def _not_found(response_id: str) -> NotFoundError:

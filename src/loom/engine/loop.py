@@ -44,16 +44,19 @@ class Decision(Enum):
     CLIENT_TOOL_CALLS = "client_tool_calls"  # the client runs them and continues the chain
     APPROVAL_REQUIRED = "approval_required"  # the client approves or denies, then continues
     LENGTH = "length"
+    CONTENT_FILTER = "content_filter"  # the upstream withheld (the rest of) its answer
     ITERATION_LIMIT = "iteration_limit"
 
     @property
     def status(self) -> str:
-        if self in (Decision.LENGTH, Decision.ITERATION_LIMIT):
+        if self in (Decision.LENGTH, Decision.CONTENT_FILTER, Decision.ITERATION_LIMIT):
             return "incomplete"
         return "completed"
 
     @property
     def incomplete_reason(self) -> str:
+        if self is Decision.CONTENT_FILTER:
+            return "content_filter"
         return "max_output_tokens" if self is Decision.LENGTH else "max_messages"
 
 
@@ -113,6 +116,8 @@ def _chat_body(
 def _decide(call: ModelCallStream, asks: bool, last: bool) -> Decision:
     if call.finish_reason == "length":
         return Decision.LENGTH
+    if call.finish_reason == "content_filter":
+        return Decision.CONTENT_FILTER
     if asks:
         return Decision.APPROVAL_REQUIRED
     if call.calls:
@@ -156,11 +161,18 @@ async def _model_events(
         yield event
 
 
-def _failure_message(exc: Exception, response_id: str) -> str:
+# Failure codes kept as they are in `response.error.code`; any other becomes server_error.
+_KEPT_FAILURE_CODES = frozenset({"upstream_timeout", "rate_limit_exceeded"})
+
+
+def _failure(exc: Exception, response_id: str) -> dict[str, str]:
+    """The `error` of a response that failed after its stream started."""
     if isinstance(exc, LoomError):
-        return exc.message
+        code = exc.code if exc.code in _KEPT_FAILURE_CODES else "server_error"
+        return {"code": code, "message": exc.message}
     log.exception("response %s failed", response_id)
-    return "The server had an error while processing the response."
+    message = "The server had an error while processing the response."
+    return {"code": "server_error", "message": message}
 
 
 # After these decisions the model's MCP calls run (and approvals are asked for); a
@@ -182,7 +194,7 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
     calls_made = len(turn.approved)
     decision = Decision.ITERATION_LIMIT
     call: ModelCallStream | None = None
-    failure: str | None = None
+    failure: dict[str, str] | None = None
     stack = AsyncExitStack()  # the turn's MCP sessions, closed before the terminal event
     mcp = McpSteps(seq, output, turn.toolset, McpClients(stack, turn.mcp_timeout))
     held = [  # until the first model chunk arrives
@@ -223,7 +235,7 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
         except Exception as exc:
             if held:  # nothing sent yet: the caller answers with an HTTP error
                 raise
-            failure = _failure_message(exc, response["id"])
+            failure = _failure(exc, response["id"])
     finally:
         await stack.aclose()
 
@@ -232,7 +244,7 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
             yield event
         response.update(
             status="failed",
-            error={"code": "server_error", "message": failure},
+            error=failure,
             usage=usage.as_response_usage(),
         )
         yield seq.response_event("response.failed", response)
