@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom import __version__
-from loom.api import chat, conversations, embeddings, health, models, responses
+from loom.api import chat, conversations, embeddings, health, metrics, models, responses
 from loom.api.body import param_of
 from loom.api.json import OrjsonResponse
 from loom.config import Settings
@@ -18,6 +18,12 @@ from loom.errors import LoomError
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
 from loom.inference.test_id import TestIdMiddleware
+from loom.observability import tracing
+from loom.observability.http import (
+    REQUEST_ID_HEADER,
+    RequestObservabilityMiddleware,
+    current_request_id,
+)
 from loom.services import Services
 from loom.store import open_stores
 
@@ -55,12 +61,18 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception):
         log.exception("unhandled error")
-        return _error(500, "The server had an error processing the request.", "server_error")
+        response = _error(500, "The server had an error processing the request.", "server_error")
+        # This handler runs outside every middleware: put the request id on by hand.
+        request_id = current_request_id.get()
+        if request_id:
+            response.headers[REQUEST_ID_HEADER.decode()] = request_id
+        return response
 
 
 def build_app(settings: Settings) -> FastAPI:
     # Built eagerly so a bad provider or model file fails at start-up, before serving.
     registry = ModelRegistry(build_providers(settings))
+    tracing.configure(**settings.tracing.model_dump())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -81,5 +93,7 @@ def build_app(settings: Settings) -> FastAPI:
     _install_error_handlers(app)
     for module in (models, chat, embeddings, health, responses, conversations):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(metrics.router)
     app.add_middleware(TestIdMiddleware)
+    app.add_middleware(RequestObservabilityMiddleware)  # outermost: sees every response
     return app

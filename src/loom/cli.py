@@ -32,8 +32,10 @@ def serve(host: str | None, port: int | None, config: str | None) -> None:
     import uvicorn
 
     from loom.app import build_app
+    from loom.observability.logs import configure_logging
 
     settings = _settings(config)
+    logging_is_ours = configure_logging(settings.log_format, settings.log_level)
     if host:
         settings.host = host
     if port:
@@ -49,6 +51,7 @@ def serve(host: str | None, port: int | None, config: str | None) -> None:
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        **({"log_config": None} if logging_is_ours else {}),
     )
 
 

@@ -17,6 +17,8 @@ from loom.api.sse import DONE_LINE, chat_chunk_bytes, sse_response
 from loom.engine.request import Metadata
 from loom.errors import NotFoundError
 from loom.inference.assemble import ChunkAccumulator
+from loom.observability.metrics import observe_usage
+from loom.observability.turns import ModelCallTimer
 from loom.services import Services
 from loom.store import ChatCompletionStore, DuplicateIdError
 
@@ -60,8 +62,15 @@ async def create_chat_completion(
     store = parsed.store is not False
     store_completions = svc.stores.chat_completions
 
+    timer = ModelCallTimer(resolved.provider.name, resolved.model)
     if not parsed.stream:
-        completion = await resolved.provider.chat(upstream_body)
+        try:
+            completion = await resolved.provider.chat(upstream_body)
+        except BaseException:
+            timer.done(ok=False)
+            raise
+        timer.done(ok=True)
+        observe_usage(parsed.model, completion.get("usage"))
         if store and completion.get("id"):
             await _keep(store_completions, who, completion, parsed)
         return OrjsonResponse(completion)
@@ -69,19 +78,28 @@ async def create_chat_completion(
     chunks = resolved.provider.stream_chat(upstream_body)
     # Pull the first chunk before answering, so an upstream that fails up front
     # becomes a proper HTTP error instead of a broken stream.
-    first = await anext(chunks, None)
+    try:
+        first = await anext(chunks, None)
+    except BaseException:
+        timer.done(ok=False)
+        raise
+    timer.first_token()
 
     async def body_bytes() -> AsyncIterator[bytes]:
         accumulator = ChunkAccumulator() if store else None
+        last = first
+        ok = False
         try:
             if first is not None:
                 if accumulator:
                     accumulator.add(first)
                 yield chat_chunk_bytes(first)
-                async for chunk in chunks:
+                async for last in chunks:
                     if accumulator:
-                        accumulator.add(chunk)
-                    yield chat_chunk_bytes(chunk)
+                        accumulator.add(last)
+                    yield chat_chunk_bytes(last)
+            ok = True
+            observe_usage(parsed.model, last.get("usage") if last else None)
         except Exception as exc:  # the status line is gone; report in-band, as OpenAI does
             message = getattr(exc, "message", None) or f"stream failed: {type(exc).__name__}"
             code = getattr(exc, "code", None)
@@ -89,6 +107,7 @@ async def create_chat_completion(
             yield chat_chunk_bytes({"error": error})
             accumulator = None
         finally:
+            timer.done(ok)
             await chunks.aclose()
         if accumulator and accumulator.id:
             # Stored before [DONE], so a client that reacts to the end finds it.

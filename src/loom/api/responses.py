@@ -17,6 +17,7 @@ from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.errors import NotFoundError, UpstreamTimeoutError
+from loom.observability.turns import TurnObservation
 from loom.services import Services
 from loom.store import DuplicateIdError
 
@@ -25,13 +26,17 @@ log = logging.getLogger("loom.api")
 router = APIRouter()
 
 
-def _persister(svc: Services, who: str, prepared: PreparedTurn, store: bool):
+def _persister(svc: Services, who: str, prepared: PreparedTurn, store: bool, trace):
     """Save the turn: the response (unless `store` is false) and, on a conversation, the
     turn's items. If the save itself fails, the response becomes `failed` and says why,
     so the client never sees `completed` for a turn that was not kept."""
     conversation_id = prepared.conversation_id
 
     async def persist(response: dict[str, Any]) -> None:
+        with trace.child("loom.store.save_turn", {"loom.store.kept": store}):
+            await _save(response)
+
+    async def _save(response: dict[str, Any]) -> None:
         ok = response["status"] != "failed"
         # A failed turn leaves the conversation untouched.
         items = prepared.input_items + response["output"] if ok and conversation_id else []
@@ -74,11 +79,13 @@ async def create_response(
     prepared = await prepare_turn(
         req, owner=who, settings=svc.settings, models=svc.models, stores=svc.stores
     )
-    persist = _persister(svc, who, prepared, req.store)
+    observed = TurnObservation(prepared.turn.response["id"], req.model)
+    prepared.turn.trace = observed.trace
+    persist = _persister(svc, who, prepared, req.store, observed.trace)
     events = run_turn(prepared.turn)
     if req.stream:
-        return sse_response(await svc.turns.stream(events, persist))
-    final = await svc.turns.run(events, persist)
+        return sse_response(await svc.turns.stream(events, persist, observed))
+    final = await svc.turns.run(events, persist, observed)
     error = final.get("error") or {}
     if error.get("code") == "upstream_timeout":  # kept as failed; the caller gets a 504
         raise UpstreamTimeoutError(f"{error['message']} (response {final['id']} failed)")

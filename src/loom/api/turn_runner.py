@@ -15,6 +15,7 @@ from typing import Any
 
 from loom.api.sse import typed_event_bytes
 from loom.engine.events import Event
+from loom.observability.turns import TurnObservation
 
 log = logging.getLogger("loom.engine")
 
@@ -34,19 +35,27 @@ class TurnRunner:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task] = set()
 
-    async def run(self, events: AsyncIterator[Event], persist: Persist) -> dict[str, Any]:
+    async def run(
+        self, events: AsyncIterator[Event], persist: Persist, observed: TurnObservation
+    ) -> dict[str, Any]:
         """Consume a turn in the caller's task; return the final Response."""
-        async for event in events:
-            if event["type"] in TERMINAL:
-                await _persist_terminal(event, persist)
-                return event["response"]
-        raise RuntimeError("a turn ended without a terminal event")
+        try:
+            async for event in events:
+                if event["type"] in TERMINAL:
+                    await _persist_terminal(event, persist)
+                    observed.finished(event["response"])
+                    return event["response"]
+            raise RuntimeError("a turn ended without a terminal event")
+        finally:
+            observed.refused(RuntimeError("the turn did not finish"))  # no-op once finished
 
-    async def stream(self, events: AsyncIterator[Event], persist: Persist) -> AsyncIterator[bytes]:
+    async def stream(
+        self, events: AsyncIterator[Event], persist: Persist, observed: TurnObservation
+    ) -> AsyncIterator[bytes]:
         """Start the turn in a background task. Waits for its first event, so an error
         before the stream starts is raised here, where it can still become an HTTP error."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        task = asyncio.create_task(self._produce(events, persist, queue))
+        task = asyncio.create_task(self._produce(events, persist, queue, observed))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         first = await queue.get()
@@ -55,15 +64,23 @@ class TurnRunner:
         return self._drain(first, queue)
 
     @staticmethod
-    async def _produce(events: AsyncIterator[Event], persist: Persist, queue: asyncio.Queue):
+    async def _produce(
+        events: AsyncIterator[Event],
+        persist: Persist,
+        queue: asyncio.Queue,
+        observed: TurnObservation,
+    ):
         try:
             async for event in events:
                 if event["type"] in TERMINAL:
                     await _persist_terminal(event, persist)
+                    observed.finished(event["response"])
                 queue.put_nowait(typed_event_bytes(event))
         except Exception as exc:  # only reachable before the first event (see run_turn)
+            observed.refused(exc)
             queue.put_nowait(exc)
         finally:
+            observed.refused(RuntimeError("the turn did not finish"))  # no-op once finished
             queue.put_nowait(_END)
 
     @staticmethod

@@ -30,6 +30,8 @@ from loom.engine.model_call import ModelCallStream
 from loom.engine.usage import UsageTotals
 from loom.errors import LoomError
 from loom.inference.registry import ResolvedModel
+from loom.observability.tracing import NO_TRACE
+from loom.observability.turns import ModelCallTimer
 from loom.tools.mcp_client import McpClients
 from loom.tools.toolset import ToolSet
 
@@ -74,6 +76,7 @@ class Turn:
     max_iterations: int = 10
     approved: list[ApprovedCall] = field(default_factory=list)  # MCP calls to run first
     mcp_timeout: float = 30.0
+    trace: Any = NO_TRACE  # the turn's span (observability.tracing), parent of its calls
 
 
 def _snapshot(response: dict[str, Any]) -> dict[str, Any]:
@@ -140,23 +143,31 @@ async def _model_events(
     turn: Turn, call: ModelCallStream, body: dict[str, Any], usage: UsageTotals, held: list[Event]
 ) -> AsyncIterator[Event]:
     """Stream one model call as events. Events held back go out with its first chunk."""
-    chunks = turn.model.provider.stream_chat(body)
-    try:
-        first = await anext(chunks, None)
-        for event in held:
-            yield event
-        held.clear()
-        if first is not None:
-            usage.add(first.get("usage"))
-            for event in call.feed(first):
+    provider, model = turn.model.provider, turn.model.model
+    timer = ModelCallTimer(provider.name, model)
+    attributes = {"loom.provider": provider.name, "loom.model": model}
+    ok = False
+    with turn.trace.child("loom.model_call", attributes):
+        chunks = provider.stream_chat(body)
+        try:
+            first = await anext(chunks, None)
+            timer.first_token()
+            for event in held:
                 yield event
-            async for chunk in chunks:
-                if chunk.get("usage"):
-                    usage.add(chunk["usage"])
-                for event in call.feed(chunk):
+            held.clear()
+            if first is not None:
+                usage.add(first.get("usage"))
+                for event in call.feed(first):
                     yield event
-    finally:
-        await chunks.aclose()
+                async for chunk in chunks:
+                    if chunk.get("usage"):
+                        usage.add(chunk["usage"])
+                    for event in call.feed(chunk):
+                        yield event
+            ok = True
+        finally:
+            timer.done(ok)
+            await chunks.aclose()
     for event in call.finish():
         yield event
 
@@ -196,7 +207,7 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
     call: ModelCallStream | None = None
     failure: dict[str, str] | None = None
     stack = AsyncExitStack()  # the turn's MCP sessions, closed before the terminal event
-    mcp = McpSteps(seq, output, turn.toolset, McpClients(stack, turn.mcp_timeout))
+    mcp = McpSteps(seq, output, turn.toolset, McpClients(stack, turn.mcp_timeout), turn.trace)
     held = [  # until the first model chunk arrives
         seq.response_event("response.created", _snapshot(response)),
         seq.response_event("response.in_progress", _snapshot(response)),

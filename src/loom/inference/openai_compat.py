@@ -52,10 +52,18 @@ class Resilience:
 class _Attempt(Exception):
     """One try that failed before the first chunk: the error, and what may follow."""
 
-    def __init__(self, error: UpstreamError, *, retry: bool, upstream_down: bool):
+    def __init__(
+        self,
+        error: UpstreamError,
+        *,
+        retry: bool,
+        upstream_down: bool,
+        retry_after: str | None = None,
+    ):
         self.error = error
         self.retry = retry
         self.upstream_down = upstream_down  # counts toward the circuit breaker
+        self.retry_after = retry_after  # the upstream's Retry-After header, if any
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -160,6 +168,7 @@ class OpenAICompatProvider:
             self._status_error(response, body),
             retry=status in _RETRIED_STATUSES,
             upstream_down=status >= 500,
+            retry_after=response.headers.get("retry-after"),
         )
 
     def _retry_delay(self, attempt: int, failed: _Attempt) -> float | None:
@@ -167,10 +176,9 @@ class OpenAICompatProvider:
         policy = self.resilience
         if not failed.retry or attempt >= policy.max_retries:
             return None
-        headers = failed.error.headers or {}
-        asked = _retry_after_seconds(headers.get("Retry-After"))
+        asked = _retry_after_seconds(failed.retry_after)
         if asked is not None:
-            # Longer than we may wait: the client gets the 429 and its Retry-After.
+            # Longer than we may wait: the client gets the error (a 429 keeps its Retry-After).
             return asked if asked <= policy.retry_after_cap else None
         return policy.retry_backoff * (2**attempt)
 
