@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -72,16 +73,17 @@ def _install_error_handlers(app: FastAPI) -> None:
 def build_app(settings: Settings) -> FastAPI:
     # Built eagerly so a bad provider or model file fails at start-up, before serving.
     registry = ModelRegistry(build_providers(settings))
-    tracing.configure(**settings.tracing.model_dump())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stores = await open_stores(settings.db_url)
+        tracing.configure(**settings.tracing.model_dump())
         app.state.services = Services(settings=settings, models=registry, stores=stores)
         try:
             yield
         finally:
             await app.state.services.aclose()
+            await asyncio.to_thread(tracing.shutdown)  # flushes the batched spans
 
     app = FastAPI(
         title="Loom",

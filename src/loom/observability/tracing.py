@@ -17,6 +17,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 _tracer: trace.Tracer | None = None  # None: tracing is off
+_configured: Any = None  # the SDK TracerProvider `configure` made, flushed at shutdown
 
 
 def configure(enabled: bool, otlp_endpoint: str, service_name: str) -> None:
@@ -30,7 +31,18 @@ def configure(enabled: bool, otlp_endpoint: str, service_name: str) -> None:
 
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    global _configured
+    _configured = provider
     use_tracer_provider(provider)
+
+
+def shutdown() -> None:
+    """Export the spans still batched, then stop tracing (at the app's shutdown)."""
+    global _configured
+    if _configured is not None:
+        provider, _configured = _configured, None
+        use_tracer_provider(None)
+        provider.shutdown()
 
 
 def use_tracer_provider(provider: trace.TracerProvider | None) -> None:
