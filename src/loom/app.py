@@ -14,6 +14,7 @@ from loom import __version__
 from loom.api import chat, conversations, embeddings, health, metrics, models, responses
 from loom.api.body import param_of
 from loom.api.json import OrjsonResponse
+from loom.api.openapi_docs import finish_openapi
 from loom.config import Settings
 from loom.errors import LoomError
 from loom.inference.factory import build_providers
@@ -70,6 +71,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         return response
 
 
+def _document_errors(app: FastAPI) -> None:
+    """`/openapi.json` with Loom's real error answers (see api/openapi_docs.py)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = finish_openapi(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def build_app(settings: Settings) -> FastAPI:
     # Built eagerly so a bad provider or model file fails at start-up, before serving.
     registry = ModelRegistry(build_providers(settings))
@@ -93,6 +106,7 @@ def build_app(settings: Settings) -> FastAPI:
         default_response_class=OrjsonResponse,
     )
     _install_error_handlers(app)
+    _document_errors(app)
     for module in (models, chat, embeddings, health, responses, conversations):
         app.include_router(module.router, prefix="/v1")
     app.include_router(metrics.router)

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from openai.types.chat import ChatCompletion, ChatCompletionDeleted, ChatCompletionStoreMessage
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loom.api.body import openapi_body, parse_body
 from loom.api.deps import owner, services
 from loom.api.json import OrjsonResponse
+from loom.api.openapi_docs import ListPage, answers
 from loom.api.pages import page_of
 from loom.api.sse import DONE_LINE, chat_chunk_bytes, sse_response
 from loom.engine.request import Metadata
@@ -51,7 +53,11 @@ class ChatCompletionRequest(BaseModel):
 _LOCAL_FIELDS = ("store", "metadata")
 
 
-@router.post("/chat/completions", openapi_extra=openapi_body(ChatCompletionRequest))
+@router.post(
+    "/chat/completions",
+    openapi_extra=openapi_body(ChatCompletionRequest),
+    responses=answers(ChatCompletion, upstream=True, stream=True),
+)
 async def create_chat_completion(
     request: Request, svc: Services = Depends(services), who: str = Depends(owner)
 ):
@@ -128,7 +134,7 @@ async def _keep(
         log.warning("chat completion %s already stored; not stored again", completion["id"])
 
 
-@router.get("/chat/completions")
+@router.get("/chat/completions", responses=answers(ListPage[ChatCompletion], errors=(400,)))
 async def list_chat_completions(
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
@@ -143,7 +149,7 @@ async def list_chat_completions(
     return page_of(rows, has_more)
 
 
-@router.get("/chat/completions/{completion_id}")
+@router.get("/chat/completions/{completion_id}", responses=answers(ChatCompletion))
 async def get_chat_completion(
     completion_id: str, svc: Services = Depends(services), who: str = Depends(owner)
 ):
@@ -153,7 +159,10 @@ async def get_chat_completion(
     return stored["completion"]
 
 
-@router.get("/chat/completions/{completion_id}/messages")
+@router.get(
+    "/chat/completions/{completion_id}/messages",
+    responses=answers(ListPage[ChatCompletionStoreMessage]),
+)
 async def list_chat_completion_messages(
     completion_id: str,
     after: str | None = None,
@@ -170,7 +179,7 @@ async def list_chat_completion_messages(
     return page_of(*page)
 
 
-@router.delete("/chat/completions/{completion_id}")
+@router.delete("/chat/completions/{completion_id}", responses=answers(ChatCompletionDeleted))
 async def delete_chat_completion(
     completion_id: str, svc: Services = Depends(services), who: str = Depends(owner)
 ):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request
+from openai.types import CreateEmbeddingResponse
 from pydantic import BaseModel, ConfigDict
 
 from loom.api.body import openapi_body, parse_body
 from loom.api.deps import services
+from loom.api.openapi_docs import answers
 from loom.services import Services
 
 router = APIRouter()
@@ -23,8 +23,12 @@ class EmbeddingRequest(BaseModel):
     dimensions: int | None = None
 
 
-@router.post("/embeddings", openapi_extra=openapi_body(EmbeddingRequest))
-async def create_embeddings(request: Request, svc: Services = Depends(services)) -> Any:
+@router.post(
+    "/embeddings",
+    openapi_extra=openapi_body(EmbeddingRequest),
+    responses=answers(CreateEmbeddingResponse, upstream=True),
+)
+async def create_embeddings(request: Request, svc: Services = Depends(services)):
     parsed, body = await parse_body(request, EmbeddingRequest)
     resolved = await svc.models.resolve(parsed.model)
     return await resolved.provider.embed({**body, "model": resolved.model})

@@ -6,11 +6,13 @@ import logging
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from openai.types.responses import Response, ResponseItemList
 
 from loom.api.body import openapi_body, parse_body
 from loom.api.deps import owner, services
 from loom.api.includes import includes
 from loom.api.json import OrjsonResponse
+from loom.api.openapi_docs import Deleted, ListPage, answers
 from loom.api.pages import page_of
 from loom.api.sse import sse_response
 from loom.engine.loop import run_turn
@@ -71,7 +73,11 @@ def _persister(svc: Services, who: str, prepared: PreparedTurn, store: bool, tra
     return persist
 
 
-@router.post("/responses", openapi_extra=openapi_body(CreateResponse))
+@router.post(
+    "/responses",
+    openapi_extra=openapi_body(CreateResponse),
+    responses=answers(Response, errors=(400, 404, 409), upstream=True, stream=True),
+)
 async def create_response(
     request: Request, svc: Services = Depends(services), who: str = Depends(owner)
 ):
@@ -96,7 +102,7 @@ def _not_found(response_id: str) -> NotFoundError:
     return NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
 
 
-@router.get("/responses/{response_id}")
+@router.get("/responses/{response_id}", responses=answers(Response))
 async def get_response(
     response_id: str, svc: Services = Depends(services), who: str = Depends(owner)
 ):
@@ -106,7 +112,7 @@ async def get_response(
     return stored["response"]
 
 
-@router.delete("/responses/{response_id}")
+@router.delete("/responses/{response_id}", responses=answers(Deleted))
 async def delete_response(
     response_id: str, svc: Services = Depends(services), who: str = Depends(owner)
 ):
@@ -115,7 +121,7 @@ async def delete_response(
     return {"id": response_id, "object": "response.deleted", "deleted": True}
 
 
-@router.get("/responses")
+@router.get("/responses", responses=answers(ListPage[Response], errors=(400,)))
 async def list_responses(
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
@@ -127,7 +133,7 @@ async def list_responses(
     return page_of(rows, has_more)
 
 
-@router.get("/responses/{response_id}/input_items")
+@router.get("/responses/{response_id}/input_items", responses=answers(ResponseItemList))
 async def list_input_items(
     response_id: str,
     after: str | None = None,
