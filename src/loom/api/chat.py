@@ -8,12 +8,13 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from openai.types.chat import ChatCompletion, ChatCompletionDeleted, ChatCompletionStoreMessage
+from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from loom.api.body import openapi_body, parse_body
+from loom.api.body import parse_body
 from loom.api.deps import owner, services
 from loom.api.json import OrjsonResponse
-from loom.api.openapi_docs import ListPage, answers
+from loom.api.openapi_docs import STREAM_PROPERTY, ListPage, answers, sdk_body
 from loom.api.pages import page_of
 from loom.api.sse import DONE_LINE, chat_chunk_bytes, sse_response
 from loom.engine.request import Metadata
@@ -55,7 +56,7 @@ _LOCAL_FIELDS = ("store", "metadata")
 
 @router.post(
     "/chat/completions",
-    openapi_extra=openapi_body(ChatCompletionRequest),
+    openapi_extra=sdk_body(CompletionCreateParamsBase, stream=STREAM_PROPERTY),
     responses=answers(ChatCompletion, upstream=True, stream=True),
 )
 async def create_chat_completion(

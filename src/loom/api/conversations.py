@@ -17,12 +17,15 @@ from openai.types.conversations import (
     ConversationItem,
     ConversationItemList,
 )
+from openai.types.conversations.conversation_create_params import ConversationCreateParams
+from openai.types.conversations.conversation_update_params import ConversationUpdateParams
+from openai.types.conversations.item_create_params import ItemCreateParams
 from pydantic import BaseModel, ConfigDict, Field
 
-from loom.api.body import openapi_body, parse_body
+from loom.api.body import parse_body
 from loom.api.deps import owner, services
 from loom.api.includes import includes
-from loom.api.openapi_docs import answers
+from loom.api.openapi_docs import answers, sdk_body
 from loom.api.pages import page_of
 from loom.engine.conversation_items import MAX_ITEMS_PER_REQUEST, conversation_items
 from loom.engine.ids import new_id
@@ -79,7 +82,7 @@ async def _existing(svc: Services, who: str, conversation_id: str) -> dict[str, 
 
 @router.post(
     "/conversations",
-    openapi_extra=openapi_body(CreateConversation),
+    openapi_extra=sdk_body(ConversationCreateParams),
     responses=answers(Conversation, errors=(400, 404, 409)),
 )
 async def create_conversation(
@@ -109,7 +112,7 @@ async def get_conversation(
 
 @router.post(
     "/conversations/{conversation_id}",
-    openapi_extra=openapi_body(UpdateConversation),
+    openapi_extra=sdk_body(ConversationUpdateParams),
     responses=answers(Conversation),
 )
 async def update_conversation(
@@ -138,7 +141,7 @@ async def delete_conversation(
 
 @router.post(
     "/conversations/{conversation_id}/items",
-    openapi_extra=openapi_body(AddItems),
+    openapi_extra=sdk_body(ItemCreateParams),
     responses=answers(ConversationItemList, errors=(400, 404, 409)),
 )
 async def add_items(

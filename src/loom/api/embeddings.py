@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from openai.types import CreateEmbeddingResponse
+from openai.types.embedding_create_params import EmbeddingCreateParams
 from pydantic import BaseModel, ConfigDict
 
-from loom.api.body import openapi_body, parse_body
+from loom.api.body import parse_body
 from loom.api.deps import services
-from loom.api.openapi_docs import answers
+from loom.api.openapi_docs import answers, sdk_body
 from loom.services import Services
 
 router = APIRouter()
@@ -25,7 +26,7 @@ class EmbeddingRequest(BaseModel):
 
 @router.post(
     "/embeddings",
-    openapi_extra=openapi_body(EmbeddingRequest),
+    openapi_extra=sdk_body(EmbeddingCreateParams),
     responses=answers(CreateEmbeddingResponse, upstream=True),
 )
 async def create_embeddings(request: Request, svc: Services = Depends(services)):

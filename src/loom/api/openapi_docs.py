@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Generic, Literal, TypeVar
 
 from openai.types import ErrorObject
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from loom.api.body import BODY_DEFS_KEY
 
@@ -45,6 +45,32 @@ class Deleted(BaseModel):
 class Health(BaseModel):
     status: str
 
+
+def sdk_body(
+    params: Any, required: tuple[str, ...] = (), **extra_properties: dict[str, Any]
+) -> dict[str, Any]:
+    """`openapi_extra` documenting a request body by the SDK's own params type (a
+    TypedDict such as `ResponseCreateParamsBase`), plus properties the SDK keeps apart
+    (`stream`), and fields Loom requires that the SDK does not. The route still validates
+    the body itself, with a 400 naming the field."""
+    # Prefixed: the SDK's params types share names with each other and its response models.
+    prefix = params.__name__.removesuffix("Base")
+    template = f"#/components/schemas/{prefix}.{{model}}"
+    schema = TypeAdapter(params).json_schema(ref_template=template)
+    defs = {f"{prefix}.{name}": d for name, d in schema.pop("$defs", {}).items()}
+    schema.setdefault("properties", {}).update(extra_properties)
+    if required:  # what Loom needs that the SDK leaves optional
+        schema["required"] = sorted({*schema.get("required", ()), *required})
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        },
+        BODY_DEFS_KEY: defs,
+    }
+
+
+STREAM_PROPERTY = {"type": "boolean", "description": "Answer with server-sent events."}
 
 _ERROR_DESCRIPTIONS = {
     400: "Invalid request; `param` names the field",

@@ -7,12 +7,13 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from openai.types.responses import Response, ResponseItemList
+from openai.types.responses.response_create_params import ResponseCreateParamsBase
 
-from loom.api.body import openapi_body, parse_body
+from loom.api.body import parse_body
 from loom.api.deps import owner, services
 from loom.api.includes import includes
 from loom.api.json import OrjsonResponse
-from loom.api.openapi_docs import Deleted, ListPage, answers
+from loom.api.openapi_docs import STREAM_PROPERTY, Deleted, ListPage, answers, sdk_body
 from loom.api.pages import page_of
 from loom.api.sse import sse_response
 from loom.engine.loop import run_turn
@@ -75,7 +76,9 @@ def _persister(svc: Services, who: str, prepared: PreparedTurn, store: bool, tra
 
 @router.post(
     "/responses",
-    openapi_extra=openapi_body(CreateResponse),
+    openapi_extra=sdk_body(
+        ResponseCreateParamsBase, required=("model", "input"), stream=STREAM_PROPERTY
+    ),
     responses=answers(Response, errors=(400, 404, 409), upstream=True, stream=True),
 )
 async def create_response(

@@ -57,6 +57,9 @@ class ReasoningConfig(BaseModel):
     summary: Literal["auto", "concise", "detailed"] | None = None
 
 
+_DEFAULTED_FLAGS = ("store", "stream", "background")
+
+
 class CreateResponse(BaseModel):
     """The fields Loom acts on; unknown fields are accepted and ignored."""
 
@@ -87,6 +90,14 @@ class CreateResponse(BaseModel):
     truncation: Literal["auto", "disabled"] | None = None
     service_tier: str | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_the_default(cls, data: Any) -> Any:
+        # The SDK's types allow null for these flags (it means "not given").
+        if isinstance(data, dict) and any(data.get(k, 0) is None for k in _DEFAULTED_FLAGS):
+            data = {k: v for k, v in data.items() if not (v is None and k in _DEFAULTED_FLAGS)}
+        return data
 
     @field_validator("background")
     @classmethod

@@ -279,11 +279,12 @@ class OpenAICompatProvider:
             guard.done()
             return response, chunks, first
         except asyncio.CancelledError:
+            if guard.expired:
+                guard.absorb()  # before any other await: the task is no longer cancelled
             if response is not None:
                 await response.aclose()
             if not guard.expired:
                 raise
-            guard.absorb()
             raise _Attempt(
                 UpstreamTimeoutError(
                     f"provider '{self.name}' sent no first token within {limit:g}s"
