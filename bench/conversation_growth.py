@@ -3,19 +3,17 @@
     .venv/bin/python -m bench.conversation_growth
     .venv/bin/python -m bench.conversation_growth --samples 40 --db-url postgresql+asyncpg://...
 
-Starts the test suite's fake upstream and a Loom (in this process, each under uvicorn on
-its own thread, via `tests.support`), with a fresh SQLite database unless `--db-url` says
+Starts the benchmark's fake upstream (`bench.fake_upstream`) and `loom serve`, each in its
+own process (`bench.harness`), with a fresh SQLite database unless `--db-url` says
 otherwise. For each size it grows conversations to that many items (batches of 20 through
 `POST /v1/conversations/{id}/items`), then measures on each:
 - `POST /v1/responses` with `conversation`: Loom reads the whole history, calls the model
   with it, and appends the turn;
-- the same chat request sent straight to the upstream (the exact body Loom sent), which
-  is what the ratio is taken against;
+- the same chat request sent straight to the upstream (the history as chat messages, as
+  Loom sends it), which is what the ratio is taken against;
 - `GET /v1/conversations/{id}/items`: the newest page of 20, and a page of 100 starting
   in the middle of the history.
-Medians (and p90) over the samples, in milliseconds of wall time per request. The client
-and both servers share one process, so absolute figures include some GIL contention;
-the ratios compare like with like.
+Medians (and p90) over the samples, in milliseconds of wall time per request.
 """
 
 from __future__ import annotations
@@ -31,15 +29,13 @@ from typing import Any
 
 import httpx
 
-from loom.app import build_app
-from loom.config import load_settings
-from tests.support.servers import serve
-from tests.support.upstream import FakeUpstream, Turn
+from bench.fake_upstream import MODEL as UPSTREAM_MODEL
+from bench.harness import Service, StartupError, spawn_loom, spawn_upstream, wait_ready
 
 SIZES = (10, 100, 1000)
 BATCH = 20  # the most items one request may add
-MODEL = "openai/gpt-4o"
-ANSWER = "Forty-two is the answer, as it has always been, and it will stay so."
+MODEL = f"openai/{UPSTREAM_MODEL}"
+QUESTION = "And what comes next?"
 
 
 def filler(start: int, count: int) -> list[dict[str, Any]]:
@@ -65,6 +61,17 @@ def grow(http: httpx.Client, size: int) -> tuple[str, list[str]]:
     return conv["id"], ids
 
 
+def chat_body(size: int) -> dict[str, Any]:
+    """The chat request Loom makes for a turn on a conversation of `size` filler items."""
+    history = [{"role": m["role"], "content": m["content"]} for m in filler(0, size)]
+    return {
+        "model": UPSTREAM_MODEL,
+        "messages": [*history, {"role": "user", "content": QUESTION}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
 def timed_ms(call: Callable[[], Any]) -> float:
     start = time.perf_counter()
     call()
@@ -77,13 +84,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Bench:
-    def __init__(self, loom: httpx.Client, upstream: httpx.Client, fake: FakeUpstream):
+    def __init__(self, loom: httpx.Client, upstream: httpx.Client):
         self.loom = loom
         self.upstream = upstream
-        self.fake = fake
 
     def respond(self, conv_id: str) -> dict[str, Any]:
-        body = {"model": MODEL, "conversation": conv_id, "input": "And what comes next?"}
+        body = {"model": MODEL, "conversation": conv_id, "input": QUESTION}
         response = self.loom.post("/v1/responses", json=body).raise_for_status().json()
         if response["status"] != "completed":
             raise RuntimeError(f"response ended {response['status']}: {response.get('error')}")
@@ -102,12 +108,9 @@ class Bench:
 
     def sample(self, size: int) -> dict[str, float]:
         conv_id, ids = grow(self.loom, size)
-        self.fake.requests.clear()
         loom_ms = timed_ms(lambda: self.respond(conv_id))
-        (chat_body,) = self.fake.requests  # exactly what Loom asked the model
-        if len(chat_body["messages"]) != size + 1:
-            raise RuntimeError(f"Loom sent {len(chat_body['messages'])} messages, not {size + 1}")
-        direct_ms = timed_ms(lambda: self.direct(chat_body))
+        body = chat_body(size)
+        direct_ms = timed_ms(lambda: self.direct(body))
         middle = ids[len(ids) // 2]
         return {
             "loom": loom_ms,
@@ -156,32 +159,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-url", help="Loom's database (default: a fresh SQLite file)")
     args = parser.parse_args(argv)
 
-    fake = FakeUpstream(models=("gpt-4o",))
-    fake.default = Turn(text=ANSWER)
-    with tempfile.TemporaryDirectory() as tmp, serve(fake.app) as upstream_server:
+    services: list[Service] = []
+    with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
         db_url = args.db_url or f"sqlite+aiosqlite:///{Path(tmp) / 'loom.db'}"
-        env = {
-            "OPENAI_API_KEY": "bench",
-            "OPENAI_BASE_URL": f"{upstream_server.url}/v1",
-            "LOOM_DB_URL": db_url,
-            "LOOM_LOCAL_MODELS": "off",
-        }
-        with (
-            serve(build_app(load_settings(env=env))) as loom_server,
-            httpx.Client(base_url=loom_server.url, timeout=120) as loom,
-            httpx.Client(base_url=upstream_server.url, timeout=120) as upstream,
-        ):
-            bench = Bench(loom, upstream, fake)
-            for _ in range(3):  # warm up: connections, schemas, caches
-                bench.sample(SIZES[0])
-            results: dict[int, list[dict[str, float]]] = {}
-            for size in SIZES:
-                started = time.perf_counter()
-                results[size] = [bench.sample(size) for _ in range(args.samples)]
-                print(
-                    f"{size} items: {args.samples} samples in {time.perf_counter() - started:.1f}s",
-                    file=sys.stderr,
-                )
+        try:
+            upstream_service = spawn_upstream(Path(tmp))
+            services.append(upstream_service)
+            wait_ready(upstream_service)
+            loom_service = spawn_loom(upstream_service, Path(tmp), {"LOOM_DB_URL": db_url})
+            services.append(loom_service)
+            wait_ready(loom_service)
+            with (
+                httpx.Client(base_url=loom_service.base_url, timeout=120) as loom,
+                httpx.Client(base_url=upstream_service.base_url, timeout=120) as upstream,
+            ):
+                bench = Bench(loom, upstream)
+                for _ in range(3):  # warm up: connections, schemas, caches
+                    bench.sample(SIZES[0])
+                results: dict[int, list[dict[str, float]]] = {}
+                for size in SIZES:
+                    started = time.perf_counter()
+                    results[size] = [bench.sample(size) for _ in range(args.samples)]
+                    took = time.perf_counter() - started
+                    print(f"{size} items: {args.samples} samples in {took:.1f}s", file=sys.stderr)
+        except StartupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            for service in reversed(services):
+                service.stop()
         report(results, db_url.split(":", 1)[0])
     return 0
 

@@ -18,11 +18,10 @@ from loom.api.sse import typed_event_bytes
 from loom.engine.loop import Turn, run_turn
 from loom.engine.request import CreateResponse, response_skeleton
 from loom.inference.registry import ResolvedModel
+from loom.testing import Reply, reply_chunks
 from loom.tools.toolset import build_toolset
-from tests.support.upstream import Turn as ScriptedTurn
-from tests.support.upstream import turn_chunks
 
-CHUNKS = turn_chunks(ScriptedTurn(text=" ".join(["word"] * 64)), "bench-model", True)
+CHUNKS = reply_chunks(Reply(text=" ".join(["word"] * 64)), "bench-model")
 
 
 class InMemoryProvider:

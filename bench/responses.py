@@ -57,6 +57,7 @@ from bench.harness import (
 
 PROMPT = "Say something."
 JSON_HEADERS = {"Content-Type": "application/json"}
+BENCH_KEY = "sk-bench-key"
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Settings:
     requests: int  # at most this many requests per measured phase...
     max_seconds: float  # ...and no new request after this many seconds
     store_false_concurrency: int = 32
+    auth: bool = False  # Loom with an API key configured, and every request sending it
 
 
 class BenchError(Exception):
@@ -534,13 +536,16 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--requests", type=int, help="most requests per measured phase (2000)")
     parser.add_argument("--max-seconds", type=float, help="most seconds per phase (8)")
     parser.add_argument("--quick", action="store_true", help="a smoke run under 30 seconds")
+    parser.add_argument(
+        "--auth", action="store_true", help="run Loom with an API key and send it (auth cost)"
+    )
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if not levels or min(levels) < 1:
         parser.error("--concurrency takes positive integers, e.g. 1,32,128")
     requests = args.requests or (300 if args.quick else 2000)
     max_seconds = args.max_seconds or (0.8 if args.quick else 8.0)
-    return Settings(levels=levels, requests=requests, max_seconds=max_seconds)
+    return Settings(levels=levels, requests=requests, max_seconds=max_seconds, auth=args.auth)
 
 
 def _event_loop_runner() -> Callable:
@@ -565,7 +570,11 @@ def main(argv: list[str] | None = None) -> int:
             upstream = spawn_upstream(Path(tmp))
             services.append(upstream)
             wait_ready(upstream)
-            loom = spawn_loom(upstream, Path(tmp))
+            extra_env = None
+            if settings.auth:  # every request carries the key; the fake upstream ignores it
+                extra_env = {"LOOM_API_KEYS": f"{BENCH_KEY}=bench"}
+                JSON_HEADERS["Authorization"] = f"Bearer {BENCH_KEY}"
+            loom = spawn_loom(upstream, Path(tmp), extra_env)
             services.append(loom)
             wait_ready(loom)
             print(

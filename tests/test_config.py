@@ -83,3 +83,52 @@ def test_cli_models_lists_configured(tmp_path, upstream_server):
     result = CliRunner().invoke(main, ["models", "--config", str(path)])
     assert result.exit_code == 0, result.output
     assert "up/gpt-4o" in result.output.split()
+
+
+def test_api_keys_are_hashed_at_load_and_never_shown(tmp_path):
+    from loom.config import key_digest
+
+    path = tmp_path / "loom.yaml"
+    path.write_text("auth:\n  api_keys:\n    yaml-key-1: alice\n")
+    settings = load_settings(
+        path,
+        env={"LOOM_API_KEYS": "env-key-1=bob, env-key-2=carol", "LOOM_ADMIN_KEY": "admin-1"},
+    )
+    assert settings.auth.api_keys == {
+        key_digest("yaml-key-1"): "alice",
+        key_digest("env-key-1"): "bob",
+        key_digest("env-key-2"): "carol",
+    }
+    assert settings.auth.admin_key == key_digest("admin-1")
+    shown = repr(settings) + str(settings.model_dump())
+    for key in ("yaml-key-1", "env-key-1", "env-key-2", "admin-1"):
+        assert key not in shown
+
+
+def test_limits_and_mcp_guard_from_env():
+    settings = load_settings(
+        env={
+            "LOOM_MAX_BODY_BYTES": "1000",
+            "LOOM_MAX_INPUT_ITEMS": "5",
+            "LOOM_MAX_TOOLS": "6",
+            "LOOM_CONCURRENT_REQUESTS_PER_KEY": "7",
+            "LOOM_REQUESTS_PER_MINUTE_PER_KEY": "8",
+            "LOOM_MCP_ALLOW": "127.0.0.0/8, mcp.internal",
+            "LOOM_MCP_DENY": "10.9.0.0/16",
+            "LOOM_MCP_ALLOW_PUBLIC": "false",
+        }
+    )
+    limits = settings.limits
+    assert (limits.max_body_bytes, limits.max_input_items, limits.max_tools) == (1000, 5, 6)
+    assert (limits.concurrent_requests_per_key, limits.requests_per_minute_per_key) == (7, 8)
+    assert settings.mcp_guard.allow == ["127.0.0.0/8", "mcp.internal"]
+    assert settings.mcp_guard.deny == ["10.9.0.0/16"] and not settings.mcp_guard.allow_public
+    defaults = load_settings(env={}).limits
+    assert defaults.max_body_bytes == 32 * 1024 * 1024
+    assert defaults.concurrent_requests_per_key == 0 == defaults.requests_per_minute_per_key
+
+
+@pytest.mark.parametrize("value", ["justakey", "=alice", "key="])
+def test_bad_api_keys_env_says_what_to_fix(value):
+    with pytest.raises(ConfigError, match="key=owner"):
+        load_settings(env={"LOOM_API_KEYS": value})

@@ -11,21 +11,33 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom import __version__
-from loom.api import chat, conversations, embeddings, health, metrics, models, responses
-from loom.api.body import param_of
+from loom.api import (
+    admin_keys,
+    chat,
+    conversations,
+    embeddings,
+    health,
+    metrics,
+    models,
+    responses,
+)
+from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
 from loom.api.openapi_docs import finish_openapi
 from loom.config import Settings
-from loom.errors import LoomError
+from loom.errors import LoomError, error_body, param_of
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
-from loom.inference.test_id import TestIdMiddleware
 from loom.observability import tracing
 from loom.observability.http import (
     REQUEST_ID_HEADER,
     RequestObservabilityMiddleware,
     current_request_id,
 )
+from loom.security.keys import KeyRing
+from loom.security.limits import KeyLimiter
+from loom.security.middleware import Guard, SecurityMiddleware
+from loom.security.url_guard import UrlPolicy
 from loom.services import Services
 from loom.store import open_stores
 
@@ -33,8 +45,7 @@ log = logging.getLogger("loom")
 
 
 def _error(status: int, message: str, type_: str, param: str | None = None, code=None):
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return OrjsonResponse(body, status_code=status)
+    return OrjsonResponse(error_body(message, type_, param, code), status_code=status)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -83,15 +94,47 @@ def _document_errors(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+async def _key_ring(settings: Settings, stores) -> KeyRing:
+    """Auth is on when a key is configured, an admin key is set, or the database holds
+    an active key (made with `loom keys create`). Says which, once, at start-up."""
+    auth = settings.auth
+    stored = await stores.api_keys.count_active()
+    enabled = bool(auth.api_keys or auth.admin_key or stored)
+    if enabled:
+        log.info(
+            "auth: on (%d configured keys, %d keys in the database, admin API %s)",
+            len(auth.api_keys),
+            stored,
+            "on" if auth.admin_key else "off",
+        )
+    else:
+        log.warning(
+            "auth: off; every request is served as 'anonymous'. Set LOOM_API_KEYS or"
+            " auth.api_keys to require API keys."
+        )
+    return KeyRing(auth, stores.api_keys, enabled)
+
+
 def build_app(settings: Settings) -> FastAPI:
     # Built eagerly so a bad provider or model file fails at start-up, before serving.
     registry = ModelRegistry(build_providers(settings))
+    UrlPolicy(settings.mcp_guard)  # a bad allow/deny entry fails here too
+    limits = settings.limits
+    guard = Guard(
+        KeyLimiter(limits.concurrent_requests_per_key, limits.requests_per_minute_per_key),
+        limits.max_body_bytes,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stores = await open_stores(settings.db_url)
         tracing.configure(**settings.tracing.model_dump())
         app.state.services = Services(settings=settings, models=registry, stores=stores)
+        try:
+            guard.keys = app.state.services.keys = await _key_ring(settings, stores)
+        except BaseException:
+            await app.state.services.aclose()
+            raise
         try:
             yield
         finally:
@@ -107,9 +150,10 @@ def build_app(settings: Settings) -> FastAPI:
     )
     _install_error_handlers(app)
     _document_errors(app)
-    for module in (models, chat, embeddings, health, responses, conversations):
+    for module in (models, chat, embeddings, health, responses, conversations, admin_keys):
         app.include_router(module.router, prefix="/v1")
     app.include_router(metrics.router)
     app.add_middleware(TestIdMiddleware)
+    app.add_middleware(SecurityMiddleware, guard=guard)
     app.add_middleware(RequestObservabilityMiddleware)  # outermost: sees every response
     return app

@@ -80,5 +80,78 @@ def list_models(config: str | None) -> None:
         click.echo(model_id)
 
 
+@main.group("keys")
+def keys() -> None:
+    """Make, list and revoke API keys kept in Loom's database."""
+
+
+def _with_stores(config: str | None, work):
+    """Run `work(stores)` against the configured database, then close it."""
+    from loom.store import open_stores
+
+    settings = _settings(config)
+
+    async def run():
+        stores = await open_stores(settings.db_url)
+        try:
+            return await work(stores)
+        finally:
+            await stores.close()
+
+    return asyncio.run(run())
+
+
+_config_option = click.option(
+    "--config", "config", type=click.Path(), default=None, help="YAML config file."
+)
+
+
+@keys.command("create")
+@click.option("--owner", required=True, help="The principal the key acts for.")
+@click.option("--name", default=None, help="A label to tell keys apart.")
+@_config_option
+def keys_create(owner: str, name: str | None, config: str | None) -> None:
+    """Make a key; its value is printed once and kept nowhere."""
+    from loom.security.keys import issue_key
+
+    record = _with_stores(config, lambda stores: issue_key(stores.api_keys, owner, name))
+    click.echo(f"id:    {record['id']}")
+    click.echo(f"owner: {record['owner']}")
+    click.echo(f"key:   {record['value']}")
+
+
+@keys.command("list")
+@_config_option
+def keys_list(config: str | None) -> None:
+    """List every key: id, owner, hint, name, and whether it is revoked."""
+
+    async def work(stores):
+        out, after = [], None
+        while True:
+            page, more = await stores.api_keys.list(after=after, limit=100)
+            out.extend(page)
+            if not more:
+                return out
+            after = page[-1]["id"]
+
+    for record in _with_stores(config, work):
+        state = "revoked" if record["revoked_at"] is not None else "active"
+        click.echo(
+            f"{record['id']}\t{record['owner']}\t{record['redacted_value']}\t{state}"
+            f"\t{record['name'] or ''}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@_config_option
+def keys_revoke(key_id: str, config: str | None) -> None:
+    """Revoke a key by id. Running servers stop accepting it within auth.key_cache_seconds."""
+    if not _with_stores(config, lambda stores: stores.api_keys.revoke(key_id)):
+        click.echo(f"loom: no API key with id {key_id}", err=True)
+        sys.exit(1)
+    click.echo(f"revoked {key_id}")
+
+
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ The OpenAI SDK conventions (`OPENAI_API_KEY`, `OPENAI_BASE_URL`) add a provider 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,6 +71,96 @@ class TracingSettings(_Strict):
     service_name: str = "loom"
 
 
+# -- production safety: keys, limits, MCP URL guard ---------------------------------------
+
+
+def key_digest(key: str) -> str:
+    """The form an API key is kept in: its sha256, hex. The key itself is never kept."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class AuthSettings(_Strict):
+    """Auth is on when any key is configured (here, by env, or in the database)."""
+
+    # Given as {key: owner}; held after loading as {sha256(key): owner}, never the key.
+    api_keys: dict[str, str] = Field(default_factory=dict, repr=False)
+    admin_key: str | None = Field(default=None, repr=False)  # held as its sha256 too
+    key_cache_seconds: float = Field(default=5.0, ge=0)  # how long a database key is trusted
+
+    @field_validator("api_keys")
+    @classmethod
+    def _hash_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, owner in value.items():
+            if not key or not owner:
+                raise ValueError("an API key and its owner are both non-empty")
+        return {key_digest(key): owner for key, owner in value.items()}
+
+    @field_validator("admin_key")
+    @classmethod
+    def _hash_admin(cls, value: str | None) -> str | None:
+        return key_digest(value) if value else None
+
+
+class LimitSettings(_Strict):
+    """What one request, and one key, may ask for. 0 turns a per-key limit off."""
+
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    max_input_items: int = Field(default=2048, gt=0)
+    max_tools: int = Field(default=128, gt=0)
+    concurrent_requests_per_key: int = Field(default=0, ge=0)
+    requests_per_minute_per_key: int = Field(default=0, ge=0)
+
+
+class McpGuardSettings(_Strict):
+    """Which hosts an MCP `server_url` may reach: host names, addresses or networks."""
+
+    allow: list[str] = Field(default_factory=list)  # e.g. 127.0.0.0/8, mcp.internal
+    deny: list[str] = Field(default_factory=list)  # wins over everything
+    allow_public: bool = True  # false: only what `allow` names
+
+
+_LIMIT_ENV = {
+    "LOOM_MAX_BODY_BYTES": "max_body_bytes",
+    "LOOM_MAX_INPUT_ITEMS": "max_input_items",
+    "LOOM_MAX_TOOLS": "max_tools",
+    "LOOM_CONCURRENT_REQUESTS_PER_KEY": "concurrent_requests_per_key",
+    "LOOM_REQUESTS_PER_MINUTE_PER_KEY": "requests_per_minute_per_key",
+}
+
+
+def _parse_key_owners(value: str) -> dict[str, str]:
+    """`LOOM_API_KEYS="key1=alice,key2=bob"`."""
+    out: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in value.split(","))):
+        key, sep, owner = pair.partition("=")
+        if not sep or not key.strip() or not owner.strip():
+            raise ConfigError("LOOM_API_KEYS holds comma-separated key=owner pairs")
+        out[key.strip()] = owner.strip()
+    return out
+
+
+def _safety_env(raw: dict, env: Mapping[str, str]) -> None:
+    """Fold the keys/limits/MCP-guard env vars into the raw settings."""
+    if env.get("LOOM_API_KEYS"):
+        auth = raw.setdefault("auth", {})
+        auth["api_keys"] = {
+            **(auth.get("api_keys") or {}),
+            **_parse_key_owners(env["LOOM_API_KEYS"]),
+        }
+    if env.get("LOOM_ADMIN_KEY"):
+        raw.setdefault("auth", {})["admin_key"] = env["LOOM_ADMIN_KEY"]
+    for var, field in _LIMIT_ENV.items():
+        if env.get(var):
+            raw.setdefault("limits", {})[field] = env[var]
+    for var, field in (("LOOM_MCP_ALLOW", "allow"), ("LOOM_MCP_DENY", "deny")):
+        if env.get(var):
+            raw.setdefault("mcp_guard", {})[field] = [
+                p.strip() for p in env[var].split(",") if p.strip()
+            ]
+    if env.get("LOOM_MCP_ALLOW_PUBLIC"):
+        raw.setdefault("mcp_guard", {})["allow_public"] = env["LOOM_MCP_ALLOW_PUBLIC"]
+
+
 class Settings(_Strict):
     host: str = "127.0.0.1"
     port: int = 8321
@@ -83,6 +174,10 @@ class Settings(_Strict):
     )
     mcp_timeout: float = 30.0
     max_tool_iterations: int = 10
+    # production safety (keys, limits, MCP URL guard)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    mcp_guard: McpGuardSettings = Field(default_factory=McpGuardSettings)
     # -- observability (part B of issue 15) --
     log_format: Literal["text", "json"] = "text"
     tracing: TracingSettings = Field(default_factory=lambda: TracingSettings())
@@ -137,6 +232,7 @@ def load_settings(
         raw["tracing"] = {**tracing, "enabled": True, "otlp_endpoint": env["LOOM_OTLP_ENDPOINT"]}
     if env.get("LOOM_LOCAL_MODELS", "").lower() in ("0", "false", "off", "none"):
         raw["local_models"] = []
+    _safety_env(raw, env)
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:

@@ -2,12 +2,50 @@
 
 Every error a request can hit is a `LoomError` carrying the HTTP status and the fields of
 OpenAI's error object, so the edge (app.py) converts it to JSON in one place and the
-streaming path can turn the same error into `response.failed`.
+streaming path can turn the same error into `response.failed`. This module is also the
+one vocabulary for building error bodies (`error_body`), naming the field at fault
+(`param_of`) and refusing a bad field (`invalid_value`), so every layer words them alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+
+def error_body(
+    message: str, error_type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error JSON: `{"error": {"message", "type", "param", "code"}}`."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+# pydantic names the branch of a union it tried in an error's location: `str`,
+# `list[any]`, `function-after[...]`, a model's class name. None of them is a field.
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "is-instance"})
+
+
+def _is_union_branch(part: str) -> bool:
+    return (
+        part in _UNION_TAGS
+        or "[" in part
+        or part.startswith(("function-", "literal"))
+        or part[:1].isupper()
+    )
+
+
+def param_of(loc: Sequence[Any], prefix: str = "") -> str | None:
+    """Render a pydantic error location as OpenAI renders `param`, e.g. `input[0].content`;
+    `prefix` is where the validated value sits in the request (`items[2]`)."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif (part == "body" and not out) or _is_union_branch(str(part)):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
 
 
 class LoomError(Exception):
@@ -23,19 +61,17 @@ class LoomError(Exception):
         self.code = code if code is not None else self.default_code
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        return error_body(self.message, self.error_type, self.param, self.code)
 
 
 class InvalidRequestError(LoomError):
     status_code = 400
     error_type = "invalid_request_error"
+
+
+def invalid_value(param: str, message: str) -> InvalidRequestError:
+    """The 400 for a field whose value Loom cannot use; `param` names the field."""
+    return InvalidRequestError(message, param=param, code="invalid_value")
 
 
 class NotFoundError(LoomError):
@@ -92,3 +128,33 @@ class UpstreamUnavailableError(UpstreamError):
     def __init__(self, message: str, *, retry_after: float):
         super().__init__(message)
         self.headers = {"Retry-After": str(max(1, round(retry_after)))}
+
+
+# -- production safety: keys and limits -----------------------------------------------------
+
+
+class AuthenticationError(LoomError):
+    """No key, or one this server does not know: OpenAI's `invalid_api_key`."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class PayloadTooLargeError(LoomError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class RateLimitError(LoomError):
+    """A per-key limit was hit; `retry_after` (seconds) goes out as `Retry-After`."""
+
+    status_code = 429
+    error_type = "requests"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loom.api.turn_runner import TurnRunner
 from loom.config import Settings
+from loom.engine.turn_runner import TurnRunner
 from loom.inference.registry import ModelRegistry
+from loom.security.keys import KeyRing
+from loom.security.url_guard import UrlPolicy
 from loom.store import Stores
 
 
@@ -16,6 +18,11 @@ class Services:
     models: ModelRegistry
     stores: Stores
     turns: TurnRunner = field(default_factory=TurnRunner)
+    keys: KeyRing | None = None  # set by the app once it knows whether auth is on
+    url_policy: UrlPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.url_policy = UrlPolicy(self.settings.mcp_guard)
 
     async def aclose(self) -> None:
         await self.turns.aclose()

@@ -97,7 +97,9 @@ def test_embeddings(client, upstream):
 
 
 def test_health_and_openapi(loom_server):
-    assert httpx.get(f"{loom_server.url}/v1/health").json() == {"status": "OK"}
+    health = httpx.get(f"{loom_server.url}/v1/health")
+    assert health.status_code == 200
+    assert health.json() == {"status": "OK", "database": "ok"}
     spec = httpx.get(f"{loom_server.url}/openapi.json").json()
     for path in ("/v1/responses", "/v1/chat/completions", "/v1/models", "/v1/embeddings"):
         assert path in spec["paths"]

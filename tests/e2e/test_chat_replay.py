@@ -18,7 +18,8 @@ import pytest
 from loom.inference.recording import request_key
 from tests.conftest import run_loom
 from tests.support.servers import free_port
-from tests.support.upstream import SHARED_RECORDINGS, Turn
+from tests.support.shared import SHARED_RECORDINGS, read_shared_json, require_shared
+from tests.support.upstream import Turn
 
 SHARED_FILE = SHARED_RECORDINGS / (
     "cdc628da240d62f71111f8e560f56d9fa3c0e3042f45ce5d5bc3075e3ba32574.json"
@@ -42,7 +43,7 @@ def _replay_env(tmp_path: Path, base_url: str, directory: Path) -> dict[str, str
 def _shared_streaming_recordings() -> list[Path]:
     """Streaming chat recordings whose file name is the key of their own request."""
     matching = []
-    for path in sorted(SHARED_RECORDINGS.glob("*.json")):
+    for path in sorted(require_shared(SHARED_RECORDINGS).glob("*.json")):
         data = json.loads(path.read_text())
         request = data["request"]
         if request.get("endpoint") != "/v1/chat/completions":
@@ -84,7 +85,7 @@ def no_network_base_url() -> str:
 
 
 def test_replay_shared_recording_over_http_and_sdk(tmp_path):
-    recording = json.loads(SHARED_FILE.read_text())
+    recording = read_shared_json(SHARED_FILE)
     test_id = recording["test_id"]
     body = _loom_body(recording["request"]["body"])
     env = _replay_env(tmp_path, RECORDED_BASE_URL, SHARED_RECORDINGS)

@@ -16,10 +16,8 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import openai
 import pytest
-import sqlalchemy as sa
 from openai.types.conversations import (
     Conversation,
     ConversationDeletedResource,
@@ -27,11 +25,9 @@ from openai.types.conversations import (
 )
 from openai.types.conversations.conversation_item import ConversationItem
 from pydantic import BaseModel
-from sqlalchemy.engine import make_url
 
-from loom.store import Database, Stores
 from tests.conftest import run_loom
-from tests.support.pg import PG_URL, PgDatabases, pg_database, pg_unreachable
+from tests.support.pg import pg_database
 from tests.support.servers import ThreadedServer
 
 # -- one Loom per backend ---------------------------------------------------------------------
@@ -591,104 +587,3 @@ def test_other_bad_requests(conv_client: openai.OpenAI) -> None:
             conv.id, items=[user_message("new"), user_message("dup", id="msg_taken")]
         )
     assert [i["id"] for i in all_items(conv_client, conv.id)] == ["msg_taken"]
-
-
-# -- list_items reads through the index ---------------------------------------------------------
-
-
-async def _store_with_items(db: Database, counts: list[int]) -> list[str]:
-    stores = Stores.on(db)
-    conv_ids = []
-    for count in counts:
-        conv_id = f"conv_idx{count}_{time.monotonic_ns()}"
-        await stores.conversations.create(
-            "owner",
-            {"id": conv_id, "object": "conversation", "created_at": 0, "metadata": {}},
-            [],
-        )
-        for start in range(0, count, 500):
-            batch = [
-                {
-                    "type": "message",
-                    "id": f"msg_{conv_id}_{n}",
-                    "role": "user",
-                    "status": "completed",
-                    "content": [{"type": "input_text", "text": f"item {n}"}],
-                }
-                for n in range(start, min(start + 500, count))
-            ]
-            await stores.conversations.append_items("owner", conv_id, batch)
-        conv_ids.append(conv_id)
-    return conv_ids
-
-
-async def test_list_items_sqlite_query_plan_uses_the_primary_key(tmp_path) -> None:
-    db = await Database.connect(f"sqlite+aiosqlite:///{tmp_path / 'plan.db'}")
-    try:
-        await db.migrate()
-        (conv_id,) = await _store_with_items(db, [300])
-        statements: list[tuple[str, Any]] = []
-
-        def capture(_conn, _cursor, statement, parameters, _context, _many):
-            if "conversation_items" in statement and "ORDER BY" in statement:
-                statements.append((statement, parameters))
-
-        sa.event.listen(db.engine.sync_engine, "before_cursor_execute", capture)
-        store = Stores.on(db).conversations
-        for order in ("asc", "desc"):
-            await store.list_items("owner", conv_id, limit=20, order=order)
-            await store.list_items(
-                "owner", conv_id, limit=20, order=order, after=f"msg_{conv_id}_150"
-            )
-        sa.event.remove(db.engine.sync_engine, "before_cursor_execute", capture)
-        assert len(statements) == 4
-        async with db.read() as conn:
-            for statement, parameters in statements:
-                rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-                plan = " | ".join(str(row[-1]) for row in rows)
-                assert "TEMP B-TREE" not in plan, plan  # no sort: the index gives the order
-                assert "sqlite_autoindex_conversation_items_1" in plan or "PRIMARY KEY" in plan
-                main = [d for d in plan.split(" | ") if "conversation_items" in d]
-                assert all("USING" in d for d in main), plan  # never a bare full scan
-    finally:
-        await db.close()
-
-
-async def _first_page_seconds(db: Database, conv_id: str, repeat: int = 200) -> float:
-    store = Stores.on(db).conversations
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(repeat // 5):
-            await store.list_items("owner", conv_id, limit=20, order="desc")
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-@pytest.mark.parametrize("store_backend", ["sqlite", "postgresql"])
-async def test_first_page_cost_does_not_grow_with_history(tmp_path, store_backend: str) -> None:
-    databases = None
-    if store_backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'growth.db'}"
-    else:
-        databases = PgDatabases(make_url(PG_URL))
-        try:
-            url = await databases.create()
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            pg_unreachable(exc)
-    db = await Database.connect(url)
-    try:
-        await db.migrate()
-        small, large = await _store_with_items(db, [100, 2000])
-        if store_backend == "postgresql":
-            async with db.write() as conn:
-                await conn.exec_driver_sql("ANALYZE conversation_items")
-        await _first_page_seconds(db, large, 20)  # warm up
-        t_small = await _first_page_seconds(db, small)
-        t_large = await _first_page_seconds(db, large)
-        # 20x the items; a scan would be ~20x slower. Allow generous noise.
-        assert t_large < t_small * 4, (t_small, t_large)
-    finally:
-        await db.close()
-        if databases is not None:
-            await databases.drop_all()

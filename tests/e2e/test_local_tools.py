@@ -1,5 +1,10 @@
 """Zero-config Loom: the embedded model calls tools and answers in a JSON schema, through
-the Responses API and the `openai` SDK."""
+the Responses API and the `openai` SDK.
+
+Only what a grammar guarantees is asserted. Every schema here bounds its strings and arrays,
+so the longest output its grammar allows ends well within the token budget (a character
+costs at most 6 tokens, as a `\\uXXXX` escape; an integer at most 17), and answers that
+must have text are constrained to JSON."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ pytest_plugins = ["tests.support.mcp_server"]  # the MCP server fixtures
 MODEL = "local/smollm2-135m"
 WEATHER_PARAMS = {
     "type": "object",
-    "properties": {"location": {"type": "string", "description": "A city"}},
+    "properties": {"location": {"type": "string", "description": "A city", "maxLength": 40}},
     "required": ["location"],
     "additionalProperties": False,
 }
@@ -33,21 +38,34 @@ GET_WEATHER = {
 CITY = {
     "type": "object",
     "properties": {
-        "city": {"type": "string"},
+        "city": {"type": "string", "maxLength": 30},
         "population": {"type": "integer"},
-        "districts": {"type": "array", "items": {"type": "string"}},
+        "districts": {"type": "array", "items": {"type": "string", "maxLength": 20}, "maxItems": 3},
     },
     "required": ["city", "population", "districts"],
     "additionalProperties": False,
 }
 CITY_FORMAT = {"format": {"type": "json_schema", "name": "city", "schema": CITY, "strict": True}}
+# The longest CITY: 90 string characters (540 tokens), an integer (18) and about 60
+# characters of keys, punctuation and spaces.
+CITY_MAX_TOKENS = 650
+# A reply the grammar makes certain to be a short JSON object with text in it.
+ANSWER = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "maxLength": 40}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+ANSWER_FORMAT = {"format": {"type": "json_schema", "name": "answer", "schema": ANSWER}}
 
 
 @pytest.fixture(scope="module")
 def local_client(tmp_path_factory):
     db = tmp_path_factory.mktemp("local-tools") / "loom.db"
     # No provider configured and no OPENAI_* variables: only the embedded model.
-    with run_loom({"LOOM_DB_URL": f"sqlite+aiosqlite:///{db}"}) as loom:
+    # The MCP test server listens on loopback, which the URL guard refuses by default.
+    env = {"LOOM_DB_URL": f"sqlite+aiosqlite:///{db}", "LOOM_MCP_ALLOW": "127.0.0.0/8"}
+    with run_loom(env) as loom:
         yield openai.OpenAI(base_url=f"{loom.url}/v1", api_key="x", max_retries=0)
 
 
@@ -83,11 +101,12 @@ def test_required_tool_call_then_answer(local_client):
                 "output": "Sunny, 21C",
             }
         ],
-        max_output_tokens=40,
+        text=ANSWER_FORMAT,
+        max_output_tokens=300,  # above the longest ANSWER
     )
-    assert answer.status in ("completed", "incomplete")
+    assert answer.status == "completed"
     assert answer.output[-1].type == "message"
-    assert answer.output_text.strip()
+    jsonschema.validate(json.loads(answer.output_text), ANSWER)
 
 
 def test_required_tool_call_then_answer_streaming(local_client):
@@ -113,13 +132,14 @@ def test_required_tool_call_then_answer_streaming(local_client):
             input=[
                 {"type": "function_call_output", "call_id": call["call_id"], "output": "Rain, 12C"}
             ],
-            max_output_tokens=40,
+            text=ANSWER_FORMAT,
+            max_output_tokens=300,
             stream=True,
         )
     )
     final = validate_stream(events)
-    assert final["status"] in ("completed", "incomplete")
-    assert final["output"][-1]["content"][0]["text"].strip()
+    assert final["status"] == "completed"
+    jsonschema.validate(json.loads(final["output"][-1]["content"][0]["text"]), ANSWER)
 
 
 def test_json_schema_text_format(local_client):
@@ -127,8 +147,7 @@ def test_json_schema_text_format(local_client):
         model=MODEL,
         input="Describe the city of Rome.",
         text=CITY_FORMAT,
-        max_output_tokens=300,
-        temperature=0,  # greedy, so the test sees the same reply every time
+        max_output_tokens=CITY_MAX_TOKENS,
     )
     assert response.status == "completed"
     jsonschema.validate(json.loads(response.output_text), CITY)
@@ -140,8 +159,7 @@ def test_json_schema_text_format_streaming(local_client):
             model=MODEL,
             input="Describe London.",
             text=CITY_FORMAT,
-            max_output_tokens=300,
-            temperature=0,
+            max_output_tokens=CITY_MAX_TOKENS,
             stream=True,
         )
     )
@@ -168,20 +186,22 @@ def test_mcp_call_with_the_embedded_model(local_client, mcp_server):
             tools=[tool],
             tool_choice="required",
             max_tool_calls=1,
-            max_output_tokens=64,
+            text=ANSWER_FORMAT,
             stream=True,
         )
     )
+    # No max_output_tokens: the call's arguments (a string of at most 500 characters, the
+    # grammar's own bound) are certain to end within the context window.
     final = validate_stream(events)
     kinds = [item["type"] for item in final["output"]]
-    assert kinds[:2] == ["mcp_list_tools", "mcp_call"], kinds
+    assert kinds == ["mcp_list_tools", "mcp_call", "message"], kinds
     call = final["output"][1]
     assert call["name"] == "get_boiling_point" and call["error"] is None
     assert isinstance(json.loads(call["arguments"])["liquid_name"], str)
     assert call["output"]
-    # One call allowed: after it ran, the model is offered no tools and answers in text.
-    assert kinds[-1] == "message" and final["status"] in ("completed", "incomplete")
-    assert final["output"][-1]["content"][0]["text"].strip()
+    # One call allowed: after it ran, the model is offered no tools and answers, in JSON.
+    assert final["status"] == "completed"
+    jsonschema.validate(json.loads(final["output"][-1]["content"][0]["text"]), ANSWER)
 
 
 # -- cancellation ---------------------------------------------------------------------------

@@ -15,8 +15,9 @@ import pytest
 
 from tests.conftest import run_loom
 from tests.support.schemas import validate_response
+from tests.support.shared import SHARED_RECORDINGS, read_shared_json
 from tests.support.stream_validator import validate_stream
-from tests.support.upstream import SHARED_RECORDINGS, Recordings, Turn, request_signature
+from tests.support.upstream import Recordings, Turn, request_signature
 
 pytest_plugins = ["tests.support.mcp_server"]  # the MCP server fixtures
 
@@ -86,7 +87,7 @@ def sequential_mcp_recordings() -> Recordings:
         "cdc628da240d62f71111f8e560f56d9fa3c0e3042f45ce5d5bc3075e3ba32574",  # answer -100
         "a7f00b46f85b55930aa69bd5b057d33eddd9983c7fd47ddb6441240752399379",  # chained turn
     ):
-        data = json.loads((SHARED_RECORDINGS / f"{name}.json").read_text())
+        data = read_shared_json(SHARED_RECORDINGS / f"{name}.json")
         recordings.by_signature[request_signature(data["request"]["body"])] = data
     return recordings
 

@@ -2,11 +2,19 @@
 
 Grammar-constrained decoding must make the output valid whatever a 135M model would have
 said: every forced call names an offered tool with arguments that validate against its
-schema, and every json_schema reply validates against the schema."""
+schema, and every json_schema reply validates against the schema.
+
+These tests assert only what a grammar guarantees, never what the model chooses to write
+(seeded output differs from one CPU build of llama.cpp to another). Where a test needs the
+output to *end*, its schemas bound every string and array, so the longest output the grammar
+allows fits in the token budget: a character costs at most 6 tokens (a `\\uXXXX` escape),
+an integer at most 17, and the grammar forces the end-of-text token once the JSON is
+complete."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import jsonschema
@@ -16,26 +24,27 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from loom.config import LocalModelSettings
 from loom.errors import InvalidRequestError
 from loom.inference.local import LocalProvider
-from loom.inference.local_grammar import (
+from loom.inference.local.grammar import (
     CALL_MARKER,
+    CALL_TRIGGER,
     MAX_ARRAY_ITEMS,
     MAX_STRING_CHARS,
     answer_grammar,
     call_grammar,
 )
-from loom.inference.local_request import parse_request
-from loom.inference.local_worker import CallArguments, CallStart, CallWriter
+from loom.inference.local.request import parse_request
+from loom.inference.local.worker import CallArguments, CallStart, CallWriter, Reply
 
 MODEL = "smollm2-135m"
 WEATHER_PARAMS = {
     "type": "object",
-    "properties": {"location": {"type": "string", "description": "A city"}},
+    "properties": {"location": {"type": "string", "description": "A city", "maxLength": 40}},
     "required": ["location"],
 }
 TIME_PARAMS = {
     "type": "object",
     "properties": {
-        "timezone": {"type": "string"},
+        "timezone": {"type": "string", "maxLength": 40},
         "format": {"type": "string", "enum": ["12h", "24h"]},
     },
     "required": ["timezone", "format"],
@@ -178,7 +187,11 @@ async def test_schemas_with_the_same_def_names_do_not_clash(provider):
         {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     )
     words = with_item(
-        {"type": "object", "properties": {"w": {"type": "string"}}, "required": ["w"]}
+        {
+            "type": "object",
+            "properties": {"w": {"type": "string", "maxLength": 40}},
+            "required": ["w"],
+        }
     )
     tools = [tool("count", numbers, "Count"), tool("say", words, "Say")]
     for name, schema, prompt in (
@@ -208,6 +221,27 @@ async def test_a_forced_call_cut_by_max_tokens_ends_with_length(provider):
 PERSON = {
     "type": "object",
     "properties": {
+        "name": {"type": "string", "maxLength": 20},
+        "age": {"type": "integer"},
+        "pets": {
+            "type": "array",
+            "maxItems": 2,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string", "maxLength": 10},
+                    "ages": {"type": "array", "items": {"type": "integer"}, "maxItems": 3},
+                },
+                "required": ["kind", "ages"],
+            },
+        },
+    },
+    "required": ["name", "age", "pets"],
+}
+# PERSON with no bounds of its own: the grammar adds them (MAX_STRING_CHARS, MAX_ARRAY_ITEMS).
+OPEN_PERSON = {
+    "type": "object",
+    "properties": {
         "name": {"type": "string"},
         "age": {"type": "integer"},
         "pets": {
@@ -224,6 +258,10 @@ PERSON = {
     },
     "required": ["name", "age", "pets"],
 }
+# The longest PERSON the grammar allows: 40 characters of strings (240 tokens at most), 7
+# integers with their optional spaces (126), and about 120 characters of keys, punctuation
+# and optional spaces: under 500 tokens, each token being at least one character.
+PERSON_MAX_TOKENS = 500
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -236,7 +274,7 @@ async def test_json_schema_output_validates(provider, seed, stream):
             "json_schema": {"name": "person", "schema": PERSON},
         },
         seed=seed,
-        max_tokens=400,
+        max_tokens=PERSON_MAX_TOKENS,
     )
     if stream:
         chunks = [c async for c in provider.stream_chat(body)]
@@ -246,12 +284,15 @@ async def test_json_schema_output_validates(provider, seed, stream):
         completion = await provider.chat(body)
         text = completion["choices"][0]["message"]["content"]
         finish = completion["choices"][0]["finish_reason"]
-    assert finish == "stop", text
+    assert finish == "stop", text  # certain: the grammar's longest output fits the budget
     jsonschema.validate(json.loads(text), PERSON)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-async def test_json_object_output_parses(provider, seed):
+async def test_json_object_output_is_an_object_whenever_it_ends(provider, seed):
+    """Any JSON object has no length bound (its properties and nesting are open), so the
+    model may still be writing when `max_tokens` runs out. What the grammar guarantees: the
+    output is the start of an object, and whenever it ends by itself it is a whole one."""
     body = ask(
         "List three colours as JSON.",
         response_format={"type": "json_object"},
@@ -259,39 +300,49 @@ async def test_json_object_output_parses(provider, seed):
         max_tokens=200,
     )
     completion = await provider.chat(body)
-    assert completion["choices"][0]["finish_reason"] == "stop"
-    assert isinstance(json.loads(completion["choices"][0]["message"]["content"]), dict)
+    choice = completion["choices"][0]
+    text = choice["message"]["content"]
+    assert text.startswith("{"), text
+    if choice["finish_reason"] == "stop":
+        assert isinstance(json.loads(text), dict)
+    else:
+        assert choice["finish_reason"] == "length"
+        assert completion["usage"]["completion_tokens"] == 200
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 async def test_auto_gives_text_or_a_valid_call(provider, prompt):
+    """The model chooses between text and a call; either way the reply is well formed: a
+    call that ends is valid, and text never begins like a call (that start means a call)."""
     body = ask(prompt, tools=[GET_WEATHER, GET_TIME], tool_choice="auto", seed=4, max_tokens=60)
     completion = await provider.chat(body)
     ChatCompletion.model_validate(completion)
     choice = completion["choices"][0]
     message = choice["message"]
-    if message.get("tool_calls"):
-        assert choice["finish_reason"] == "tool_calls" and message["content"] is None
+    if choice["finish_reason"] == "tool_calls":
+        assert message["content"] is None
         [call] = message["tool_calls"]
         assert_valid_call(call["function"], {"get_weather", "get_time"})
     else:
         assert choice["finish_reason"] in ("stop", "length")
-        assert message["content"].strip() and CALL_MARKER not in message["content"]
+        assert not (message["content"] or "").lstrip().startswith(CALL_TRIGGER)
 
 
 async def test_auto_with_a_response_format_gives_json_or_a_valid_call(provider):
     answer = {
         "type": "object",
-        "properties": {"city": {"type": "string"}, "sunny": {"type": "boolean"}},
+        "properties": {"city": {"type": "string", "maxLength": 20}, "sunny": {"type": "boolean"}},
         "required": ["city", "sunny"],
     }
+    # The longest call (a 40-character location) or answer the grammar allows is under 400
+    # tokens, so the reply always ends by itself: as a valid call or a valid answer.
     for seed in (1, 2):
         body = ask(
             "What's the weather in Paris?",
             tools=[GET_WEATHER],
             response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": answer}},
             seed=seed,
-            max_tokens=200,
+            max_tokens=400,
         )
         choice = (await provider.chat(body))["choices"][0]
         message = choice["message"]
@@ -303,8 +354,9 @@ async def test_auto_with_a_response_format_gives_json_or_a_valid_call(provider):
             jsonschema.validate(json.loads(message["content"]), answer)
 
 
-async def test_auto_restarts_under_the_call_grammar_when_the_reply_starts_a_call(provider):
-    # An earlier turn shows the model how a call looks, so it starts one by itself.
+async def test_auto_after_a_call_in_the_history_gives_text_or_a_valid_call(provider):
+    # An earlier turn shows the model how a call looks. Whether it starts one by itself is
+    # its choice; if it does, the call is regenerated under the call grammar and is valid.
     history = [
         {"role": "user", "content": "What's the weather in Paris?"},
         {
@@ -324,8 +376,41 @@ async def test_auto_restarts_under_the_call_grammar_when_the_reply_starts_a_call
     for city in ("Madrid", "Oslo"):
         body = ask(f"What's the weather in {city}?", tools=[GET_WEATHER], temperature=0)
         body["messages"] = history + body["messages"]
-        call, _ = await stream_call(provider, body)
-        assert_valid_call(call, {"get_weather"})
+        body["max_tokens"] = 300  # above the longest call the grammar allows
+        choice = (await provider.chat(body))["choices"][0]
+        if choice["finish_reason"] == "tool_calls":
+            [call] = choice["message"]["tool_calls"]
+            assert_valid_call(call["function"], {"get_weather"})
+        else:
+            assert not (choice["message"]["content"] or "").lstrip().startswith(CALL_TRIGGER)
+
+
+def test_a_reply_that_starts_a_call_in_auto_restarts_under_the_call_grammar():
+    """What the model does not decide: once an unconstrained "auto" reply begins with the
+    call marker, it is thrown away and regenerated as a call; any other start is text."""
+    request = parse_request(ask("hi", tools=[GET_WEATHER]))
+    assert request.calls == "auto" and request.grammar is None and request.call_grammar
+    out: list = []
+    reply = Reply(request, out.append)
+    assert reply.feed("  <to") is None  # it may still become a call: nothing is sent yet
+    assert reply.feed("ol_call>") == "restart"
+    assert out == []
+    text: list = []
+    reply = Reply(request, text.append)
+    assert reply.feed(" <b>") is None and reply.feed("hello") is None
+    assert reply.finish("stop") == "stop"
+    assert "".join(text) == " <b>hello"
+
+
+def test_stop_sequences_cut_text_replies_and_are_not_sent():
+    request = parse_request(ask("hi", stop=["END"]))
+    out: list = []
+    reply = Reply(request, out.append)
+    assert reply.feed("one two E") is None
+    assert reply.feed("N") is None
+    assert reply.feed("D three") == "stop"
+    assert reply.finish("stop") == "stop"
+    assert "".join(out) == "one two "
 
 
 async def test_tool_choice_none_gives_plain_text(provider):
@@ -333,19 +418,28 @@ async def test_tool_choice_none_gives_plain_text(provider):
         "What's the weather in Paris?", tools=[GET_WEATHER], tool_choice="none", max_tokens=20
     )
     completion = await provider.chat(body)
-    message = completion["choices"][0]["message"]
-    assert "tool_calls" not in message and message["content"].strip()
+    assert completion["choices"][0]["finish_reason"] in ("stop", "length")
+    assert "tool_calls" not in completion["choices"][0]["message"]
 
 
-async def test_stop_applies_to_text_and_json_answers(provider):
-    body = ask("Count from 1 to 20, separated by commas.", max_tokens=60, temperature=0)
-    body |= {"tools": [GET_WEATHER], "tool_choice": "auto"}
-    full = (await provider.chat(body))["choices"][0]["message"]["content"]
-    assert len(full) > 30, full
-    stop = full[20:24]  # greedy decoding: the same text comes again, up to the stop
-    cut = await provider.chat({**body, "stop": [stop]})
+async def test_stop_applies_to_constrained_answers(provider):
+    # The grammar makes the output exactly this object (spaces aside), so the stop sequence
+    # is certain to come, and what precedes it is known.
+    const = {
+        "type": "object",
+        "properties": {"words": {"const": "one two three five six"}},
+        "required": ["words"],
+    }
+    body = ask(
+        "Say some words.",
+        response_format={"type": "json_schema", "json_schema": {"name": "w", "schema": const}},
+        seed=1,
+        stop=["five"],
+    )
+    cut = await provider.chat(body)
     assert cut["choices"][0]["finish_reason"] == "stop"
-    assert cut["choices"][0]["message"]["content"] == full[: full.index(stop)]
+    assert re.fullmatch(r'\{ ?"words" ?: ?"one two three ', cut["choices"][0]["message"]["content"])
+    # PERSON's grammar writes "age" right after a name of at most 20 characters.
     body = ask(
         "Describe a person.",
         response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}},
@@ -378,7 +472,8 @@ async def test_tool_results_in_the_history_get_an_answer(provider):
     assert "Result of get_weather:\nSunny, 21C" in request.messages[-1]["content"]
     assert f'{CALL_MARKER}{{"name": "get_weather"' in request.messages[-2]["content"]
     completion = await provider.chat({**body, "tool_choice": "none"})
-    assert completion["choices"][0]["message"]["content"].strip()
+    assert completion["choices"][0]["finish_reason"] in ("stop", "length")
+    assert "tool_calls" not in completion["choices"][0]["message"]
 
 
 async def test_closing_a_constrained_stream_frees_the_model_at_once(provider):
@@ -448,12 +543,12 @@ async def test_a_schema_the_converter_cannot_follow_is_an_invalid_request(provid
 def test_grammars_are_cached_and_distinct():
     tools = [{"name": "get_weather", "parameters": WEATHER_PARAMS}]
     assert call_grammar(tools) is call_grammar(tools)
-    assert answer_grammar(PERSON) is answer_grammar(PERSON)
+    assert answer_grammar(OPEN_PERSON) is answer_grammar(OPEN_PERSON)
     assert call_grammar(tools) != answer_grammar(None)
 
 
 def test_open_strings_and_arrays_are_bounded_so_output_always_ends():
-    grammar = answer_grammar(PERSON)
+    grammar = answer_grammar(OPEN_PERSON)
     assert f"char{{0,{MAX_STRING_CHARS}}}" in grammar and "char*" not in grammar
     assert grammar.count("answer-integer") > MAX_ARRAY_ITEMS  # ages: up to 64 items
     generic = answer_grammar(None)

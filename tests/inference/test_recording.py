@@ -18,12 +18,13 @@ from loom.inference.recording import (
     EMBEDDINGS_TYPE,
     RecordingProvider,
     ReplayMissError,
+    current_test_id,
     request_key,
     round_floats,
 )
-from loom.inference.test_id import current_test_id
+from tests.support.shared import SHARED_RECORDINGS, read_shared_json
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "recordings" / "responses-2025-10"
+SHARED = SHARED_RECORDINGS
 SHARED_FILE = SHARED / "cdc628da240d62f71111f8e560f56d9fa3c0e3042f45ce5d5bc3075e3ba32574.json"
 RECORDED_BASE_URL = "https://api.openai.com/v1/v1"
 SECRET = "sk-test-secret-never-recorded"
@@ -117,13 +118,13 @@ def _only_file(directory: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def test_key_reproduces_shared_recording_name():
-    data = json.loads(SHARED_FILE.read_text())
+    data = read_shared_json(SHARED_FILE)
     key = request_key("POST", "/v1/v1/chat/completions", data["request"]["body"], data["test_id"])
     assert f"{key}.json" == SHARED_FILE.name
 
 
 async def test_replay_of_shared_recording_through_the_provider():
-    data = json.loads(SHARED_FILE.read_text())
+    data = read_shared_json(SHARED_FILE)
     provider = RecordingProvider(NoCalls(RECORDED_BASE_URL), "replay", SHARED)
     assert isinstance(provider, Provider)
     token = current_test_id.set(data["test_id"])
@@ -299,7 +300,7 @@ async def test_replay_miss_names_key_test_id_endpoint_and_nearest(tmp_path, test
 
 
 async def test_replay_miss_on_shared_recordings_points_at_the_closest(test_id):
-    data = json.loads(SHARED_FILE.read_text())
+    data = read_shared_json(SHARED_FILE)
     body = json.loads(json.dumps(data["request"]["body"]))
     body["messages"][-1]["content"][0]["text"] = "-99"
     token = current_test_id.set(data["test_id"])

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -13,14 +11,14 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 from referencing import Registry, Resource
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "spec" / "openresponses-openapi.json"
+from tests.support.shared import SPEC_PATH, read_shared_json
 
 _EVENT_ADAPTER = TypeAdapter(ResponseStreamEvent)
 
 
 @functools.cache
 def _spec() -> dict[str, Any]:
-    spec = json.loads(SPEC_PATH.read_text())
+    spec = read_shared_json(SPEC_PATH)
     # A defect of the spec file: its JsonSchemaResponseFormat.schema admits only null (the
     # object branch was lost when it was generated), while the SDK requires the schema
     # object and OpenAI echoes it. Loom echoes the schema; widen that one property.

@@ -59,6 +59,17 @@ class ThreadedServer:
             time.sleep(0.01)
         return self
 
+    def run(self, coroutine, timeout: float = 60):
+        """Run `coroutine` on the server's event loop and return its result."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def wait_for_turns(self, timeout: float = 30) -> None:
+        """Return once every turn the Loom app under this server is running has ended and
+        been stored: the event a test waits on after a client walked away from a stream."""
+        turns = self.server.config.app.state.services.turns
+        assert self.run(turns.wait_idle(timeout), timeout + 5), "turns still running"
+
     def stop(self) -> None:
         self.server.should_exit = True
         self._thread.join(timeout=10)

@@ -21,9 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-SHARED_RECORDINGS = (
-    Path(__file__).resolve().parents[3] / "shared" / "recordings" / "responses-2025-10"
-)
+from tests.support.shared import SHARED_RECORDINGS, require_shared
 
 _ids = itertools.count(1)
 
@@ -177,7 +175,7 @@ def _asks_usage(request: dict[str, Any]) -> bool:
 class Recordings:
     def __init__(self, directory: Path = SHARED_RECORDINGS):
         self.by_signature: dict[str, dict[str, Any]] = {}
-        for path in sorted(directory.glob("*.json")):
+        for path in sorted(require_shared(directory).glob("*.json")):
             data = json.loads(path.read_text())
             request = data.get("request", {})
             if request.get("endpoint") != "/v1/chat/completions":

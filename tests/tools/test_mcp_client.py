@@ -10,11 +10,15 @@ from contextlib import AsyncExitStack
 
 import pytest
 
+from loom.config import McpGuardSettings
+from loom.security.url_guard import UrlPolicy
 from loom.tools.mcp_client import McpClients, McpFailure
 from loom.tools.mcp_tools import call_outcome, parse_mcp_tool
 
 pytest_plugins = ["tests.support.mcp_server"]  # the MCP server fixtures
 
+# The test servers listen on loopback, which the URL guard refuses unless allowed.
+LOOPBACK = UrlPolicy(McpGuardSettings(allow=["127.0.0.0/8", "::1"]))
 NAMES = {"greet_everyone", "get_boiling_point", "explode", "place_order"}
 
 
@@ -27,7 +31,7 @@ def server(url: str, label: str = "t", **extra):
 async def test_list_and_call_over_one_session(mcp_server, transport):
     srv = server(getattr(mcp_server, transport))
     async with AsyncExitStack() as stack:
-        clients = McpClients(stack, timeout=5)
+        clients = McpClients(stack, timeout=5, policy=LOOPBACK)
         assert {t.name for t in await clients.list_tools(srv)} == NAMES
         results = await asyncio.gather(
             clients.call_tool(srv, "get_boiling_point", {"liquid_name": "myawesomeliquid"}),
@@ -51,7 +55,7 @@ async def test_a_call_needs_no_listing(mcp_server):
     """A turn that reused a listing from history calls tools without listing them."""
     srv = server(mcp_server.http_url)
     async with AsyncExitStack() as stack:
-        result = await McpClients(stack, timeout=5).call_tool(
+        result = await McpClients(stack, timeout=5, policy=LOOPBACK).call_tool(
             srv, "get_boiling_point", {"liquid_name": "water"}
         )
     assert call_outcome(result) == ("100", None)
@@ -62,7 +66,7 @@ async def test_credentials(mcp_auth_server):
     good = server(mcp_auth_server.http_url, authorization=mcp_auth_server.token)
     bad = server(mcp_auth_server.sse_url, "bad", authorization="nope")
     async with AsyncExitStack() as stack:
-        clients = McpClients(stack, timeout=5)
+        clients = McpClients(stack, timeout=5, policy=LOOPBACK)
         assert len(await clients.list_tools(good)) == 4
         with pytest.raises(McpFailure) as info:
             await clients.list_tools(bad)
@@ -75,7 +79,7 @@ async def test_unreachable_and_not_found(mcp_server):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     async with AsyncExitStack() as stack:
-        clients = McpClients(stack, timeout=5)
+        clients = McpClients(stack, timeout=5, policy=LOOPBACK)
         with pytest.raises(McpFailure) as info:
             await clients.list_tools(server(f"http://127.0.0.1:{port}/mcp"))
         assert "unreachable" in info.value.message
@@ -96,7 +100,7 @@ async def test_a_silent_server_is_bounded_by_the_timeout():
     try:
         started = time.monotonic()
         async with AsyncExitStack() as stack:
-            clients = McpClients(stack, timeout=0.5)
+            clients = McpClients(stack, timeout=0.5, policy=LOOPBACK)
             with pytest.raises(McpFailure) as info:
                 await clients.list_tools(
                     server(f"http://127.0.0.1:{listener.getsockname()[1]}/mcp")
@@ -105,3 +109,14 @@ async def test_a_silent_server_is_bounded_by_the_timeout():
         assert "did not answer" in info.value.message
     finally:
         listener.close()
+
+
+async def test_the_connection_goes_through_the_url_guard(mcp_server):
+    """Even past the request's check, the client's own connection is checked: with the
+    default policy a loopback server is never contacted."""
+    srv = server(mcp_server.http_url.replace("127.0.0.1", "localhost"))
+    async with AsyncExitStack() as stack:
+        clients = McpClients(stack, timeout=5, policy=UrlPolicy(McpGuardSettings()))
+        with pytest.raises(McpFailure, match="refused by the MCP URL guard"):
+            await clients.list_tools(srv)
+    assert not mcp_server.seen.calls

@@ -11,30 +11,9 @@ import orjson
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from loom.errors import InvalidRequestError
+from loom.errors import InvalidRequestError, param_of
 
 M = TypeVar("M", bound=BaseModel)
-
-
-_UNION_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "is-instance"}
-
-
-def _is_union_branch(part: str) -> bool:
-    """pydantic names the branch of a union in the location: `str`, `list[any]`, ..."""
-    return part in _UNION_TAGS or "[" in part or part.startswith(("function-", "literal"))
-
-
-def param_of(loc: tuple[Any, ...]) -> str | None:
-    """Render a pydantic error location as OpenAI renders `param`: `input[0].content`."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif (part == "body" and not out) or _is_union_branch(str(part)):
-            continue
-        else:
-            out += f".{part}" if out else str(part)
-    return out or None
 
 
 def validation_error(exc: ValidationError) -> InvalidRequestError:

@@ -17,11 +17,12 @@ from loom.api.json import OrjsonResponse
 from loom.api.openapi_docs import STREAM_PROPERTY, ListPage, answers, sdk_body
 from loom.api.pages import page_of
 from loom.api.sse import DONE_LINE, chat_chunk_bytes, sse_response
-from loom.engine.request import Metadata
 from loom.errors import NotFoundError
 from loom.inference.assemble import ChunkAccumulator
+from loom.metadata import Metadata
 from loom.observability.metrics import observe_usage
 from loom.observability.turns import ModelCallTimer
+from loom.security.limits import check_count
 from loom.services import Services
 from loom.store import ChatCompletionStore, DuplicateIdError
 
@@ -63,6 +64,9 @@ async def create_chat_completion(
     request: Request, svc: Services = Depends(services), who: str = Depends(owner)
 ):
     parsed, body = await parse_body(request, ChatCompletionRequest)
+    limits = svc.settings.limits
+    check_count(parsed.messages, limits.max_input_items, "messages")
+    check_count(body.get("tools"), limits.max_tools, "tools")
     resolved = await svc.models.resolve(parsed.model)
     upstream_body = {k: v for k, v in body.items() if k not in _LOCAL_FIELDS}
     upstream_body["model"] = resolved.model

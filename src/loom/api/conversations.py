@@ -29,8 +29,8 @@ from loom.api.openapi_docs import answers, sdk_body
 from loom.api.pages import page_of
 from loom.engine.conversation_items import MAX_ITEMS_PER_REQUEST, conversation_items
 from loom.engine.ids import new_id
-from loom.engine.request import Metadata
 from loom.errors import ConflictError, NotFoundError
+from loom.metadata import Metadata
 from loom.services import Services
 from loom.store import DuplicateIdError
 

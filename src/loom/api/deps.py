@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from loom.security.middleware import ANONYMOUS
 from loom.services import Services
 
-ANONYMOUS = "anonymous"
+__all__ = ["ANONYMOUS", "owner", "services"]
 
 
 async def services(request: Request) -> Services:
@@ -14,5 +15,6 @@ async def services(request: Request) -> Services:
 
 
 async def owner(request: Request) -> str:
-    """The authenticated principal; every stored object belongs to one."""
+    """The authenticated principal; every stored object belongs to one. The security
+    middleware sets it from the API key (or "anonymous" with auth off) for every route."""
     return getattr(request.state, "owner", ANONYMOUS)

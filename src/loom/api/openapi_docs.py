@@ -44,6 +44,7 @@ class Deleted(BaseModel):
 
 class Health(BaseModel):
     status: str
+    database: str
 
 
 def sdk_body(

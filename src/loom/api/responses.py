@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from openai.types.responses import Response, ResponseItemList
@@ -15,63 +14,16 @@ from loom.api.includes import includes
 from loom.api.json import OrjsonResponse
 from loom.api.openapi_docs import STREAM_PROPERTY, Deleted, ListPage, answers, sdk_body
 from loom.api.pages import page_of
-from loom.api.sse import sse_response
+from loom.api.sse import sse_response, typed_event_bytes
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
-from loom.engine.turn_setup import PreparedTurn, prepare_turn
+from loom.engine.turn_runner import turn_saver
+from loom.engine.turn_setup import prepare_turn
 from loom.errors import NotFoundError, UpstreamTimeoutError
 from loom.observability.turns import TurnObservation
 from loom.services import Services
-from loom.store import DuplicateIdError
-
-log = logging.getLogger("loom.api")
 
 router = APIRouter()
-
-
-def _persister(svc: Services, who: str, prepared: PreparedTurn, store: bool, trace):
-    """Save the turn: the response (unless `store` is false) and, on a conversation, the
-    turn's items. If the save itself fails, the response becomes `failed` and says why,
-    so the client never sees `completed` for a turn that was not kept."""
-    conversation_id = prepared.conversation_id
-
-    async def persist(response: dict[str, Any]) -> None:
-        with trace.child("loom.store.save_turn", {"loom.store.kept": store}):
-            await _save(response)
-
-    async def _save(response: dict[str, Any]) -> None:
-        ok = response["status"] != "failed"
-        # A failed turn leaves the conversation untouched.
-        items = prepared.input_items + response["output"] if ok and conversation_id else []
-        try:
-            if store:
-                await svc.stores.responses.save_turn(
-                    who,
-                    response,
-                    prepared.input_items,
-                    conversation_id=conversation_id,
-                    conversation_items=items if conversation_id else None,
-                )
-            elif items and not await svc.stores.conversations.append_items(
-                who, conversation_id, items
-            ):
-                raise LookupError(f"conversation {conversation_id!r} not found")
-        except (LookupError, DuplicateIdError) as exc:
-            log.warning("response %s could not be stored: %s", response["id"], exc)
-            response.update(
-                status="failed",
-                completed_at=None,
-                incomplete_details=None,
-                error={
-                    "code": "server_error",
-                    "message": f"The turn could not be stored: {exc}. The conversation was "
-                    "left unchanged.",
-                },
-            )
-            if store:
-                await svc.stores.responses.save_turn(who, response, prepared.input_items)
-
-    return persist
 
 
 @router.post(
@@ -86,15 +38,24 @@ async def create_response(
 ):
     req, _ = await parse_body(request, CreateResponse)
     prepared = await prepare_turn(
-        req, owner=who, settings=svc.settings, models=svc.models, stores=svc.stores
+        req,
+        owner=who,
+        settings=svc.settings,
+        models=svc.models,
+        stores=svc.stores,
+        url_policy=svc.url_policy,
     )
     observed = TurnObservation(prepared.turn.response["id"], req.model)
     prepared.turn.trace = observed.trace
-    persist = _persister(svc, who, prepared, req.store, observed.trace)
+    persist = observed.saving(turn_saver(svc.stores, who, prepared, req.store))
     events = run_turn(prepared.turn)
-    if req.stream:
-        return sse_response(await svc.turns.stream(events, persist, observed))
-    final = await svc.turns.run(events, persist, observed)
+    try:
+        if req.stream:
+            return sse_response(await svc.turns.stream(events, persist, typed_event_bytes))
+        final = await svc.turns.run(events, persist)
+    except BaseException as exc:
+        observed.refused(exc)  # nothing if the turn was stored: then it was counted
+        raise
     error = final.get("error") or {}
     if error.get("code") == "upstream_timeout":  # kept as failed; the caller gets a 504
         raise UpstreamTimeoutError(f"{error['message']} (response {final['id']} failed)")

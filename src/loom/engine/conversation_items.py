@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from loom.engine.input_items import normalize_item
-from loom.errors import InvalidRequestError
+from loom.errors import InvalidRequestError, param_of
 
 Item = dict[str, Any]
 
@@ -38,19 +38,6 @@ def _sdk_item_types() -> dict[str, type[BaseModel]]:
     return by_tag
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    """`content[0]` from a pydantic location, stopping at the first union-branch name."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part[:1].isupper() or not part.isidentifier():
-            break
-        else:
-            out += f".{part}"
-    return out
-
-
 def _check_against_sdk(item: Item, where: str) -> None:
     model = _sdk_item_types().get(item["type"])
     if model is None:
@@ -63,7 +50,7 @@ def _check_against_sdk(item: Item, where: str) -> None:
         model.model_validate(item)
     except ValidationError as exc:
         err = exc.errors()[0]
-        param = where + _field_path(tuple(err["loc"]))
+        param = param_of(err["loc"], prefix=where)
         raise InvalidRequestError(
             f"Invalid value for '{param}': {err['msg']}", param=param, code="invalid_value"
         ) from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from loom.engine.ids import new_id
-from loom.errors import InvalidRequestError
+from loom.errors import invalid_value
 
 Item = dict[str, Any]
 
@@ -42,14 +42,10 @@ _ID_PREFIX = {
 }
 
 
-def _fail(param: str, message: str) -> InvalidRequestError:
-    return InvalidRequestError(message, param=param, code="invalid_value")
-
-
 def _require_str(item: Item, key: str, where: str) -> str:
     value = item.get(key)
     if not isinstance(value, str):
-        raise _fail(f"{where}.{key}", f"'{where}.{key}' is required and must be a string.")
+        raise invalid_value(f"{where}.{key}", f"'{where}.{key}' is required and must be a string.")
     return value
 
 
@@ -61,13 +57,17 @@ def _normalize_content(role: str, content: Any, where: str) -> list[dict[str, An
             part["annotations"] = []
         return [part]
     if not isinstance(content, list):
-        raise _fail(f"{where}.content", f"'{where}.content' must be a string or a list of parts.")
+        raise invalid_value(
+            f"{where}.content", f"'{where}.content' must be a string or a list of parts."
+        )
     allowed = _OUTPUT_PART_TYPES if role == "assistant" else _INPUT_PART_TYPES
     parts = []
     for j, part in enumerate(content):
         pwhere = f"{where}.content[{j}]"
         if not isinstance(part, dict) or part.get("type") not in allowed | {"input_text"}:
-            raise _fail(f"{pwhere}.type", f"'{pwhere}.type' must be one of {sorted(allowed)}.")
+            raise invalid_value(
+                f"{pwhere}.type", f"'{pwhere}.type' must be one of {sorted(allowed)}."
+            )
         kind = part["type"]
         if kind in ("input_text", "output_text"):
             _require_str(part, "text", pwhere)
@@ -79,11 +79,13 @@ def _normalize_content(role: str, content: Any, where: str) -> list[dict[str, An
             if not isinstance(part.get("image_url"), str) and not isinstance(
                 part.get("file_id"), str
             ):
-                raise _fail(f"{pwhere}.image_url", f"'{pwhere}' needs an 'image_url' or 'file_id'.")
+                raise invalid_value(
+                    f"{pwhere}.image_url", f"'{pwhere}' needs an 'image_url' or 'file_id'."
+                )
             part = {"detail": "auto", **part}
         elif kind == "input_file":
             if not any(isinstance(part.get(k), str) for k in ("file_data", "file_id", "file_url")):
-                raise _fail(
+                raise invalid_value(
                     f"{pwhere}.file_data",
                     f"'{pwhere}' needs one of 'file_data', 'file_id' or 'file_url'.",
                 )
@@ -95,12 +97,14 @@ def _normalize_content(role: str, content: Any, where: str) -> list[dict[str, An
 
 def normalize_item(raw: Any, where: str) -> Item:
     if not isinstance(raw, dict):
-        raise _fail(where, f"'{where}' must be an object.")
+        raise invalid_value(where, f"'{where}' must be an object.")
     kind = raw.get("type") or ("message" if "role" in raw else None)
     if kind == "message":
         role = raw.get("role")
         if role not in _MESSAGE_ROLES:
-            raise _fail(f"{where}.role", f"'{where}.role' must be one of {sorted(_MESSAGE_ROLES)}.")
+            raise invalid_value(
+                f"{where}.role", f"'{where}.role' must be one of {sorted(_MESSAGE_ROLES)}."
+            )
         item = {
             "type": "message",
             "id": raw.get("id") or new_id("msg"),
@@ -115,7 +119,7 @@ def normalize_item(raw: Any, where: str) -> Item:
         _require_str(raw, "call_id", where)
         output = raw.get("output")
         if not isinstance(output, str | list):
-            raise _fail(f"{where}.output", f"'{where}.output' must be a string or a list.")
+            raise invalid_value(f"{where}.output", f"'{where}.output' must be a string or a list.")
         return {
             **raw,
             "id": raw.get("id") or new_id("fco"),
@@ -132,14 +136,18 @@ def normalize_item(raw: Any, where: str) -> Item:
     if kind == "mcp_approval_response":
         _require_str(raw, "approval_request_id", where)
         if not isinstance(raw.get("approve"), bool):
-            raise _fail(f"{where}.approve", f"'{where}.approve' is required and must be a boolean.")
+            raise invalid_value(
+                f"{where}.approve", f"'{where}.approve' is required and must be a boolean."
+            )
         return {**raw, "id": raw.get("id") or new_id("mcpr")}
     if kind in _PASSTHROUGH_TYPES:
         if kind == "item_reference":
             _require_str(raw, "id", where)
             return dict(raw)
         return {**raw, "id": raw.get("id") or new_id(_ID_PREFIX[kind])}
-    raise _fail(f"{where}.type", f"'{where}.type' {kind!r} is not a supported input item type.")
+    raise invalid_value(
+        f"{where}.type", f"'{where}.type' {kind!r} is not a supported input item type."
+    )
 
 
 def normalize_input(raw: Any) -> list[Item]:
@@ -149,5 +157,5 @@ def normalize_input(raw: Any) -> list[Item]:
     if isinstance(raw, str):
         return [normalize_item({"role": "user", "content": raw}, "input")]
     if not isinstance(raw, list):
-        raise _fail("input", "'input' must be a string or a list of items.")
+        raise invalid_value("input", "'input' must be a string or a list of items.")
     return [normalize_item(item, f"input[{i}]") for i, item in enumerate(raw)]

@@ -4,12 +4,14 @@ list MCP tools and run approved MCP calls → call the model → stream its text
 / tool calls as items → run its MCP calls and call the model again, or stop: on a final
 answer, a client-side function call, an MCP call awaiting approval, a length limit, the
 iteration limit, or a failure. After each model call the loop takes one explicit
-`Decision`. The last event is always exactly one of `response.completed`,
-`response.incomplete` or `response.failed`, and it carries the final Response object.
+`Decision`. Once it has yielded an event, its last event is exactly one of
+`response.completed`, `response.incomplete` or `response.failed`, carrying the final
+Response object; a failure after that point becomes `response.failed`.
 
 Events made before the first model chunk arrives (the response's creation, MCP listings,
 approved calls) are held back until it does, so an upstream that refuses the first call
-still becomes an HTTP error rather than a failed stream.
+raises instead, and the caller answers with an HTTP error rather than a failed stream.
+Saving the turn and announcing its end is the turn runner's job (`turn_runner.py`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from loom.errors import LoomError
 from loom.inference.registry import ResolvedModel
 from loom.observability.tracing import NO_TRACE
 from loom.observability.turns import ModelCallTimer
-from loom.tools.mcp_client import McpClients
+from loom.tools.mcp_client import ConnectMcp, McpClients
 from loom.tools.toolset import ToolSet
 
 log = logging.getLogger("loom.engine")
@@ -64,7 +66,7 @@ class Decision(Enum):
 
 @dataclass
 class Turn:
-    """Everything one turn needs, built by the API layer."""
+    """Everything one turn needs, built by `turn_setup.prepare_turn` (or by a test)."""
 
     response: dict[str, Any]  # the Response skeleton; its `output` grows as items arrive
     model: ResolvedModel
@@ -76,6 +78,8 @@ class Turn:
     max_iterations: int = 10
     approved: list[ApprovedCall] = field(default_factory=list)  # MCP calls to run first
     mcp_timeout: float = 30.0
+    # How the turn reaches its MCP servers; `prepare_turn` binds the app's URL guard policy.
+    connect_mcp: ConnectMcp = McpClients
     trace: Any = NO_TRACE  # the turn's span (observability.tracing), parent of its calls
 
 
@@ -207,7 +211,7 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
     call: ModelCallStream | None = None
     failure: dict[str, str] | None = None
     stack = AsyncExitStack()  # the turn's MCP sessions, closed before the terminal event
-    mcp = McpSteps(seq, output, turn.toolset, McpClients(stack, turn.mcp_timeout), turn.trace)
+    mcp = McpSteps(seq, output, turn.toolset, turn.connect_mcp(stack, turn.mcp_timeout), turn.trace)
     held = [  # until the first model chunk arrives
         seq.response_event("response.created", _snapshot(response)),
         seq.response_event("response.in_progress", _snapshot(response)),

@@ -23,7 +23,7 @@ from loom.engine.events import Event, EventSequencer
 from loom.engine.ids import new_id
 from loom.observability.metrics import MCP_CALLS, MCP_LATENCY, bounded
 from loom.observability.tracing import NO_TRACE
-from loom.tools.mcp_client import McpClients, McpFailure
+from loom.tools.mcp_client import McpFailure, McpSessions
 from loom.tools.mcp_tools import McpServer, call_outcome, listed_tool
 from loom.tools.toolset import ToolSet
 
@@ -73,7 +73,7 @@ class McpSteps:
         seq: EventSequencer,
         output: list[Item],
         toolset: ToolSet,
-        clients: McpClients,
+        clients: McpSessions,
         trace: Any = NO_TRACE,
     ):
         self._trace = trace

@@ -7,24 +7,12 @@ object that echoes the request, with the defaults the Open Responses spec requir
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from loom.errors import InvalidRequestError
-
-
-def _metadata_limits(value: dict[str, str]) -> dict[str, str]:
-    if len(value) > 16:
-        raise ValueError("metadata holds at most 16 keys")
-    for key, item in value.items():
-        if len(key) > 64 or len(item) > 512:
-            raise ValueError("metadata keys are at most 64 and values 512 characters")
-    return value
-
-
-# OpenAI's `metadata`: at most 16 string pairs, keys up to 64 and values up to 512 chars.
-Metadata = Annotated[dict[str, str], AfterValidator(_metadata_limits)]
+from loom.metadata import Metadata
 
 
 class TextFormat(BaseModel):

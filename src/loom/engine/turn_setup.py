@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from loom.config import Settings
@@ -16,7 +17,10 @@ from loom.engine.mcp_steps import reuse_listings
 from loom.engine.request import CreateResponse, chat_params, response_skeleton
 from loom.errors import InvalidRequestError
 from loom.inference.registry import ModelRegistry
+from loom.security.limits import check_count
+from loom.security.url_guard import UrlPolicy
 from loom.store import Stores
+from loom.tools.mcp_client import McpClients
 from loom.tools.toolset import build_toolset
 
 
@@ -34,13 +38,17 @@ async def prepare_turn(
     settings: Settings,
     models: ModelRegistry,
     stores: Stores,
+    url_policy: UrlPolicy,
 ) -> PreparedTurn:
+    check_count(req.input, settings.limits.max_input_items, "input")
+    check_count(req.tools, settings.limits.max_tools, "tools")
     resolved = await models.resolve(req.model)
     input_items = normalize_input(req.input)
     conversation_id = req.conversation_id
     if not input_items and not req.previous_response_id and not conversation_id:
         raise InvalidRequestError("'input' is required.", param="input", code="missing_required")
     toolset = build_toolset(req.tools, req.tool_choice)
+    await _check_mcp_urls(req.tools, url_policy, settings.mcp_timeout)
     history = await history_items(
         stores,
         owner,
@@ -68,5 +76,13 @@ async def prepare_turn(
         max_iterations=settings.max_tool_iterations,
         approved=approved,
         mcp_timeout=settings.mcp_timeout,
+        connect_mcp=partial(McpClients, policy=url_policy),
     )
     return PreparedTurn(turn, input_items, conversation_id)
+
+
+async def _check_mcp_urls(tools: list[Any] | None, policy: UrlPolicy, timeout: float) -> None:
+    """Refuse, before anything runs, an MCP server the URL guard would not connect to."""
+    for i, raw in enumerate(tools or []):
+        if raw.get("type") == "mcp":
+            await policy.check_url(raw["server_url"], f"tools[{i}].server_url", timeout)

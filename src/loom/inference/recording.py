@@ -28,6 +28,7 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,12 @@ import orjson
 
 from loom.errors import LoomError
 from loom.inference.base import Json, Provider
-from loom.inference.test_id import current_test_id
 
 MODES = ("live", "record", "replay", "record-if-missing")
+
+# The client's test id for the request being served (the API layer sets it from the
+# `X-Loom-Test-Id` header); it separates recordings of identical requests by test.
+current_test_id: ContextVar[str | None] = ContextVar("loom_test_id", default=None)
 
 CHUNK_TYPE = "openai.types.chat.chat_completion_chunk.ChatCompletionChunk"
 COMPLETION_TYPE = "openai.types.chat.chat_completion.ChatCompletion"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loom.observability.metrics import (
@@ -14,6 +15,8 @@ from loom.observability.metrics import (
     observe_usage,
 )
 from loom.observability.tracing import start_turn
+
+Persist = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class TurnObservation:
@@ -27,6 +30,20 @@ class TurnObservation:
         self.trace = start_turn(response_id, model)
         self._open = True
         TURNS_IN_FLIGHT.inc()
+
+    def saving(self, persist: Persist) -> Persist:
+        """`persist` (the turn's store write) as a child span, then the turn's end."""
+
+        async def persist_and_observe(response: dict[str, Any]) -> None:
+            try:
+                with self.trace.child("loom.store.save_turn", {}):
+                    await persist(response)
+            except BaseException:
+                self.finished({**response, "status": "failed"})
+                raise
+            self.finished(response)
+
+        return persist_and_observe
 
     def finished(self, response: dict[str, Any]) -> None:
         """The final Response, once stored."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from loom.store.api_keys import ApiKeyStore
 from loom.store.chat_completions import ChatCompletionStore
 from loom.store.conversations import ConversationStore
 from loom.store.db import Database
@@ -15,6 +16,7 @@ from loom.store.errors import DuplicateIdError
 from loom.store.responses import ResponseStore
 
 __all__ = [
+    "ApiKeyStore",
     "ChatCompletionStore",
     "ConversationStore",
     "Database",
@@ -31,10 +33,17 @@ class Stores:
     chat_completions: ChatCompletionStore
     responses: ResponseStore
     conversations: ConversationStore
+    api_keys: ApiKeyStore
 
     @classmethod
     def on(cls, db: Database) -> Stores:
-        return cls(db, ChatCompletionStore(db), ResponseStore(db), ConversationStore(db))
+        return cls(
+            db,
+            ChatCompletionStore(db),
+            ResponseStore(db),
+            ConversationStore(db),
+            ApiKeyStore(db),
+        )
 
     async def close(self) -> None:
         await self.db.close()

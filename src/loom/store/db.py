@@ -100,6 +100,15 @@ class Database:
         finally:
             _WRITE_LATENCY.observe(time.perf_counter() - started)
 
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """Whether the database answers a trivial query within `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout), self.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except Exception:
+            return False
+        return True
+
     async def migrate(self) -> list[str]:
         """Apply the migrations this database has not seen; return their names."""
         async with self.write() as conn:

@@ -107,6 +107,24 @@ def m001_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+@migration
+def m002_api_keys(conn: Connection) -> None:
+    md = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    sa.Table(
+        "api_keys",
+        md,
+        sa.Column("seq", Seq, primary_key=True),
+        sa.Column("id", sa.String, nullable=False, unique=True),
+        sa.Column("digest", sa.String(64), nullable=False, unique=True),
+        sa.Column("owner", sa.String, nullable=False),
+        sa.Column("name", sa.String, nullable=True),
+        sa.Column("redacted_value", sa.String, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("revoked_at", sa.Float, nullable=True),
+    )
+    md.create_all(conn)
+
+
 async def apply_pending(conn: AsyncConnection) -> list[str]:
     """Apply, in order, every migration not yet recorded; return the names applied.
 

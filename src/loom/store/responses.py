@@ -2,8 +2,10 @@
 and `previous_response_id`.
 
 A turn is saved by `save_turn` in one transaction together with the items it adds to its
-conversation, so a crash or disconnect never leaves half a turn behind. The row is upserted
-because a background response is saved when it is created and again when it finishes.
+conversation, so a crash or disconnect never leaves half a turn behind. The row is upserted,
+never over another owner's row (that is a DuplicateIdError): saving a response id again
+replaces the record, which is what a response saved more than once needs (background
+responses, saved when created and again when they finish, once they exist).
 `chain` walks `previous_response_id` links with one recursive query.
 """
 

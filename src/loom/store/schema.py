@@ -94,3 +94,18 @@ conversation_items = sa.Table(
     sa.Column("item", JSONText, nullable=False),
     sa.UniqueConstraint("conversation_id", "item_id"),
 )
+
+# API keys made at run time (admin API, `loom keys`). Only the key's sha256 is kept, with a
+# short redacted hint to tell keys apart; `owner` is the principal the key speaks for.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True),
+    sa.Column("id", sa.String, nullable=False, unique=True),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("name", sa.String, nullable=True),
+    sa.Column("redacted_value", sa.String, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)

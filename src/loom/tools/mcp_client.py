@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 from mcp import types
@@ -29,6 +29,8 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from loom.config import McpGuardSettings
+from loom.security.url_guard import UrlPolicy, guarded_transport
 from loom.tools.mcp_tools import McpServer
 
 log = logging.getLogger("loom.mcp")
@@ -59,10 +61,12 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 class _Attempt:
-    """What one connection attempt saw: the first HTTP error status, if any."""
+    """What one connection attempt saw: the first HTTP error status, if any. Its clients
+    connect through the URL guard, so every address they reach is checked at connect time."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: UrlPolicy) -> None:
         self.status: int | None = None
+        self._policy = policy
 
     async def on_response(self, response: httpx2.Response) -> None:
         if response.status_code >= 400 and self.status is None:
@@ -72,7 +76,10 @@ class _Attempt:
         self, headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, **_: Any
     ) -> httpx2.AsyncClient:
         return httpx2.AsyncClient(
-            headers=headers, timeout=timeout, event_hooks={"response": [self.on_response]}
+            headers=headers,
+            timeout=timeout,
+            event_hooks={"response": [self.on_response]},
+            transport=guarded_transport(self._policy),
         )
 
 
@@ -119,9 +126,10 @@ def _falls_back(failure: McpFailure) -> bool:
 class _Connection:
     """One server's session, hosted by its own task until `close()`."""
 
-    def __init__(self, server: McpServer, timeout: float):
+    def __init__(self, server: McpServer, timeout: float, policy: UrlPolicy):
         self.server = server
         self.timeout = timeout
+        self.policy = policy
         self._ready: asyncio.Future[ClientSession] | None = None
         self._failure: McpFailure | None = None
         self._closing = asyncio.Event()
@@ -181,7 +189,7 @@ class _Connection:
     async def _open(
         self, stack: AsyncExitStack, transport: Callable[[AsyncExitStack, _Attempt], Any]
     ) -> ClientSession:
-        seen = _Attempt()
+        seen = _Attempt(self.policy)
         try:
             async with AsyncExitStack() as attempt:
                 read, write = await transport(attempt, seen)
@@ -229,19 +237,42 @@ class _Connection:
             await asyncio.wait({task})
 
 
+class McpSessions(Protocol):
+    """What a turn needs of its MCP servers. `McpClients` is the real one; `loom.testing`
+    has one in memory."""
+
+    async def list_tools(self, server: McpServer) -> list[types.Tool]: ...
+
+    async def call_tool(
+        self, server: McpServer, name: str, arguments: dict[str, Any]
+    ) -> types.CallToolResult: ...
+
+
+# Opens a turn's MCP sessions, closing them through the turn's exit stack; with the turn's
+# MCP timeout. `McpClients` itself is one (with the default URL guard policy), and so is
+# `partial(McpClients, policy=...)` with the app's.
+ConnectMcp = Callable[[AsyncExitStack, float], McpSessions]
+
+
 class McpClients:
     """The MCP sessions of one turn. Each server's session opens on first use and closes
-    through the turn's exit stack."""
+    through the turn's exit stack. Every connection passes the URL guard `policy`; without
+    one, the default policy (no loopback, private or metadata addresses)."""
 
-    def __init__(self, stack: AsyncExitStack, timeout: float):
+    def __init__(
+        self, stack: AsyncExitStack, timeout: float, policy: UrlPolicy | None = None
+    ) -> None:
         self._stack = stack
         self._timeout = timeout
+        self._policy = policy or UrlPolicy(McpGuardSettings())
         self._connections: dict[str, _Connection] = {}
 
     def _connection(self, server: McpServer) -> _Connection:
         connection = self._connections.get(server.label)
         if connection is None:
-            connection = self._connections[server.label] = _Connection(server, self._timeout)
+            connection = self._connections[server.label] = _Connection(
+                server, self._timeout, self._policy
+            )
             self._stack.push_async_callback(connection.close)
         return connection
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from loom.errors import InvalidRequestError
+from loom.errors import invalid_value
 
 _LABEL = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]*$")
 
@@ -76,27 +76,25 @@ class McpServer:
 # -- parsing the request's tool ------------------------------------------------------------
 
 
-def _fail(param: str, message: str) -> InvalidRequestError:
-    return InvalidRequestError(message, param=param, code="invalid_value")
-
-
 def _tool_filter(raw: Any, where: str, names_list: bool = True) -> ToolFilter:
     """`allowed_tools` may be a plain list of names; approval filters are objects."""
     if isinstance(raw, list) and names_list:
         if not all(isinstance(n, str) for n in raw):
-            raise _fail(where, f"'{where}' must be a list of tool names.")
+            raise invalid_value(where, f"'{where}' must be a list of tool names.")
         return ToolFilter(names=frozenset(raw))
     if not isinstance(raw, dict):
         kind = "a list of tool names or a filter object" if names_list else "a filter object"
-        raise _fail(where, f"'{where}' must be {kind}.")
+        raise invalid_value(where, f"'{where}' must be {kind}.")
     names = raw.get("tool_names")
     if names is not None and (
         not isinstance(names, list) or not all(isinstance(n, str) for n in names)
     ):
-        raise _fail(f"{where}.tool_names", f"'{where}.tool_names' must be a list of strings.")
+        raise invalid_value(
+            f"{where}.tool_names", f"'{where}.tool_names' must be a list of strings."
+        )
     read_only = raw.get("read_only")
     if read_only is not None and not isinstance(read_only, bool):
-        raise _fail(f"{where}.read_only", f"'{where}.read_only' must be a boolean.")
+        raise invalid_value(f"{where}.read_only", f"'{where}.read_only' must be a boolean.")
     return ToolFilter(names=None if names is None else frozenset(names), read_only=read_only)
 
 
@@ -109,7 +107,9 @@ def _approval(raw: Any, where: str) -> tuple[ToolFilter | None, ToolFilter | Non
     if raw == "never":
         return None, None, False
     if not isinstance(raw, dict) or not set(raw) <= {"always", "never"}:
-        raise _fail(where, f"'{where}' must be 'always', 'never' or an object with always/never.")
+        raise invalid_value(
+            where, f"'{where}' must be 'always', 'never' or an object with always/never."
+        )
     always = (
         _tool_filter(raw["always"], f"{where}.always", False)
         if raw.get("always") is not None
@@ -129,12 +129,16 @@ def _headers(raw: dict[str, Any], where: str) -> dict[str, str]:
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
-        raise _fail(f"{where}.headers", f"'{where}.headers' must map header names to strings.")
+        raise invalid_value(
+            f"{where}.headers", f"'{where}.headers' must map header names to strings."
+        )
     out = dict(headers)
     token = raw.get("authorization")
     if token is not None:
         if not isinstance(token, str) or not token:
-            raise _fail(f"{where}.authorization", f"'{where}.authorization' must be a string.")
+            raise invalid_value(
+                f"{where}.authorization", f"'{where}.authorization' must be a string."
+            )
         out = {k: v for k, v in out.items() if k.lower() != "authorization"}
         out["Authorization"] = f"Bearer {token}"
     return out
@@ -144,20 +148,22 @@ def parse_mcp_tool(raw: dict[str, Any], where: str) -> tuple[McpServer, dict[str
     """The server a request's MCP tool names, and the echo of that tool without secrets."""
     label = raw.get("server_label")
     if not isinstance(label, str) or not _LABEL.match(label):
-        raise _fail(
+        raise invalid_value(
             f"{where}.server_label",
             f"'{where}.server_label' must start with a letter and hold only letters, digits,"
             " '-' and '_'.",
         )
     url = raw.get("server_url")
     if url is None and raw.get("connector_id") is not None:
-        raise _fail(f"{where}.connector_id", "Connectors are not supported; use 'server_url'.")
+        raise invalid_value(
+            f"{where}.connector_id", "Connectors are not supported; use 'server_url'."
+        )
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise _fail(f"{where}.server_url", f"'{where}.server_url' must be an http(s) URL.")
+        raise invalid_value(f"{where}.server_url", f"'{where}.server_url' must be an http(s) URL.")
     description = raw.get("server_description")
     if description is not None and not isinstance(description, str):
-        raise _fail(
+        raise invalid_value(
             f"{where}.server_description", f"'{where}.server_description' must be a string."
         )
     allowed_raw = raw.get("allowed_tools")

@@ -4,7 +4,7 @@ Validation happens here, on the event loop and before the request waits for the 
 bad input fails at once with a 400 naming the field. `GenerationRequest.sampling` is the one
 place that maps OpenAI's sampling fields to `llama_cpp.Llama.generate()` keyword arguments.
 `tools`, `tool_choice` and `response_format` become a system note for the model and the
-grammars that constrain its output (see `local_grammar` for how calls work).
+grammars that constrain its output (see `grammar` for how calls work).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from loom.errors import InvalidRequestError
 from loom.inference.base import Json
-from loom.inference.local_grammar import (
+from loom.inference.local.grammar import (
     answer_grammar,
     call_grammar,
     call_or_answer_grammar,

@@ -1,17 +1,15 @@
-"""The client-supplied test id that record/replay adds to a recording's key.
+"""The `X-Loom-Test-Id` header, handed from the HTTP request to record/replay.
 
 A test suite sends `X-Loom-Test-Id: <test node id>` so that identical requests made by
-different tests map to different recordings. The ASGI middleware copies the header into a
-context variable that the recording provider reads when it builds a key.
+different tests map to different recordings. This ASGI middleware copies the header into
+`current_test_id`, the context variable the recording provider reads when it builds a key.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from loom.inference.recording import current_test_id
 
 TEST_ID_HEADER = b"x-loom-test-id"
-
-current_test_id: ContextVar[str | None] = ContextVar("loom_test_id", default=None)
 
 
 class TestIdMiddleware:

@@ -7,7 +7,7 @@ as it is generated, so streaming is real and the loop stays free for other reque
 consumer stops reading (a client disconnect), a flag stops the worker before its next token
 and the next request gets the model. Each model loads lazily, once, on first use.
 
-Tools and `response_format` work by grammar-constrained decoding (see `local_grammar`); a
+Tools and `response_format` work by grammar-constrained decoding (see `grammar`); a
 tool call streams as OpenAI's do: a chunk with the call's id and name, chunks with pieces
 of its JSON arguments, then finish_reason "tool_calls".
 """
@@ -26,9 +26,9 @@ from pathlib import Path
 from loom.config import ConfigError, LocalModelSettings
 from loom.errors import InvalidRequestError, LoomError, NotFoundError, UpstreamError
 from loom.inference.base import Json
-from loom.inference.local_files import model_file
-from loom.inference.local_request import GenerationRequest, parse_request
-from loom.inference.local_worker import CallArguments, CallStart, Finish, LoadedModel, Piece
+from loom.inference.local.files import model_file
+from loom.inference.local.request import GenerationRequest, parse_request
+from loom.inference.local.worker import CallArguments, CallStart, Finish, LoadedModel, Piece
 
 
 class LocalProvider:

@@ -1,6 +1,6 @@
 """The thread side of the local provider: a loaded llama.cpp model and its generation loop.
 
-Everything here blocks, and llama.cpp is not thread-safe, so `local.py` calls into this
+Everything here blocks, and llama.cpp is not thread-safe, so `provider.py` calls into this
 module only from one dedicated thread per model; nothing here knows about asyncio. The loop
 drives `Llama.generate()` token by token (rather than `create_chat_completion`) so that it
 knows exact token counts for `usage`, can stop between any two tokens when the consumer
@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from loom.errors import InvalidRequestError, UpstreamError
-from loom.inference.local_grammar import CALL_HEAD, CALL_TRIGGER
-from loom.inference.local_request import GenerationRequest
+from loom.inference.local.grammar import CALL_HEAD, CALL_TRIGGER
+from loom.inference.local.llama_patch import hook_grammar_sampling
+from loom.inference.local.request import GenerationRequest
 
 GRAMMAR_CACHE_SIZE = 32
 # What may follow the arguments of a call as the grammar writes it: the call's closing brace.
@@ -86,7 +87,7 @@ class LoadedModel:
         vocab = self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._is_end = lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
         self._grammars: dict[str, Any] = {}  # GBNF text -> LlamaGrammar known to parse
-        self._hook_grammar_sampling()
+        hook_grammar_sampling(self.llm, vocab)
         self.closed = False
 
     def _token_text(self, token: int) -> str:
@@ -172,27 +173,6 @@ class LoadedModel:
             tokens.close()
         return reply.feed(decoder.decode(b"", final=True)) or reason, count
 
-    def _hook_grammar_sampling(self) -> None:
-        """Have `Llama.generate(grammar=...)` sample through a GrammarCheckedSampler.
-
-        llama-cpp-python 0.3.36 puts the grammar first in the sampler chain, so every step
-        filters all 49,152 tokens through it: that halved SmolLM2's speed. `generate` gets
-        its sampler from `_init_sampler` and only ever calls `.sample(ctx, idx)` on it, so
-        this wraps `_init_sampler`; without that method, the library's own path is used."""
-        plain = getattr(self.llm, "_init_sampler", None)
-        if plain is None:
-            return
-        candidates = Candidates(self.llm.n_vocab())
-        vocab = self._vocab
-
-        def init_sampler(*, grammar: Any = None, **kwargs: Any) -> Any:
-            chain = plain(grammar=None, **kwargs)
-            if grammar is None:
-                return chain
-            return GrammarCheckedSampler(chain, vocab, grammar, candidates)
-
-        self.llm._init_sampler = init_sampler
-
     def _grammar(self, text: str | None) -> Any:
         """The LlamaGrammar for GBNF `text`, checked to parse: llama-cpp-python hands a
         grammar that does not parse to the sampler chain as a null pointer."""
@@ -242,90 +222,6 @@ class StopFilter:
         )
         self.pending = text[len(text) - keep :]
         return text[: len(text) - keep], False
-
-
-class Candidates:
-    """A reusable llama_token_data_array over the whole vocabulary."""
-
-    def __init__(self, n_vocab: int):
-        import llama_cpp
-        import numpy as np
-
-        self.n_vocab = n_vocab
-        self.data = np.zeros(n_vocab, dtype=[("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
-        self.ids = np.arange(n_vocab, dtype=np.int32)
-        self.pointer = self.data.ctypes.data_as(llama_cpp.llama_token_data_p)
-        self.array = llama_cpp.llama_token_data_array(self.pointer, n_vocab, -1, False)
-        self.one = (llama_cpp.llama_token_data * 1)()
-        self.one_array = llama_cpp.llama_token_data_array(self.one, 1, -1, False)
-
-    def fill(self, ctx: Any, idx: int) -> Any:
-        """The array, holding every token with its logit at output `idx` of `ctx`."""
-        import llama_cpp
-        import numpy as np
-
-        logits = llama_cpp.llama_get_logits_ith(ctx, idx)
-        self.data["id"] = self.ids
-        self.data["logit"] = np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
-        self.data["p"] = 0.0
-        array = self.array
-        array.data, array.size, array.selected, array.sorted = self.pointer, self.n_vocab, -1, False
-        return array
-
-    def single(self, token: int) -> Any:
-        """An array holding `token` alone."""
-        self.one[0].id, self.one[0].logit, self.one[0].p = token, 0.0, 0.0
-        array = self.one_array
-        array.size, array.selected, array.sorted = 1, -1, False
-        return array
-
-
-class GrammarCheckedSampler:
-    """Samples as the plain chain would, then asks the grammar about that one token. Only
-    when the grammar rejects it does it filter the whole vocabulary through the grammar and
-    sample again, as llama.cpp's own common sampler does. The result is the same as
-    filtering first (the grammar has the last word), at a fraction of the cost."""
-
-    def __init__(self, chain: Any, vocab: Any, grammar: Any, candidates: Candidates):
-        import llama_cpp
-
-        self.chain = chain  # a llama_cpp._internals.LlamaSampler without a grammar
-        self.candidates = candidates
-        self.grammar = llama_cpp.llama_sampler_init_grammar(
-            vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
-        )
-        if not self.grammar:
-            raise InvalidRequestError("the local model could not parse its output grammar")
-
-    def sample(self, ctx: Any, idx: int = -1) -> int:
-        import ctypes
-
-        import llama_cpp
-
-        chain, grammar = self.chain.sampler, self.grammar
-        array = self.candidates.fill(ctx.ctx, idx)
-        llama_cpp.llama_sampler_apply(chain, ctypes.byref(array))
-        token = array.data[array.selected].id
-        check = self.candidates.single(token)
-        llama_cpp.llama_sampler_apply(grammar, ctypes.byref(check))
-        if check.data[0].logit == float("-inf"):
-            array = self.candidates.fill(ctx.ctx, idx)
-            llama_cpp.llama_sampler_apply(grammar, ctypes.byref(array))
-            llama_cpp.llama_sampler_apply(chain, ctypes.byref(array))
-            token = array.data[array.selected].id
-        llama_cpp.llama_sampler_accept(grammar, token)
-        llama_cpp.llama_sampler_accept(chain, token)
-        return token
-
-    def __del__(self) -> None:
-        grammar, self.grammar = getattr(self, "grammar", None), None
-        if grammar:
-            try:
-                import llama_cpp
-
-                llama_cpp.llama_sampler_free(grammar)
-            except Exception:  # at interpreter exit the library may already be gone
-                pass
 
 
 class Reply:

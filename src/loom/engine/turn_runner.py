@@ -1,0 +1,197 @@
+"""Run a turn to its end whatever the client does, and save it before announcing the end.
+
+A streamed turn runs in its own task and hands serialized events to the HTTP response
+through a queue, so a client that disconnects stops only the reading side: the turn is
+finished and stored whole. The final state is persisted *before* the terminal event is
+sent, so a client that reacts to `response.completed` always finds the response stored.
+`turn_saver` is that save: what is stored, and what becomes of the response when it cannot
+be. The API layer passes in only how an event is framed on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from loom.engine.events import Event
+from loom.engine.turn_setup import PreparedTurn
+from loom.store import DuplicateIdError, Stores
+
+log = logging.getLogger("loom.engine")
+
+Persist = Callable[[dict[str, Any]], Awaitable[None]]
+Serialize = Callable[[Event], bytes]
+TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_END = object()
+
+
+def _mark_unsaved(response: dict[str, Any], why: str) -> None:
+    response.update(
+        status="failed",
+        completed_at=None,
+        incomplete_details=None,
+        error={
+            "code": "server_error",
+            "message": f"The turn could not be stored{why}. The conversation was left unchanged.",
+        },
+    )
+
+
+def turn_saver(stores: Stores, owner: str, prepared: PreparedTurn, store: bool) -> Persist:
+    """Save the turn: the response (unless `store` is false) and, on a conversation, the
+    turn's items, in one transaction. If that save fails, for any reason, the response
+    becomes `failed` and says why (a database error's text is logged, not shown; a turn that
+    had failed already keeps its own error), and the failed response alone is saved if it
+    can be: the client never sees `completed` for a turn that was not kept."""
+    conversation_id = prepared.conversation_id
+
+    async def persist(response: dict[str, Any]) -> None:
+        ok = response["status"] != "failed"
+        # A failed turn leaves the conversation untouched.
+        items = prepared.input_items + response["output"] if ok and conversation_id else []
+        try:
+            if store:
+                await stores.responses.save_turn(
+                    owner,
+                    response,
+                    prepared.input_items,
+                    conversation_id=conversation_id,
+                    conversation_items=items if conversation_id else None,
+                )
+            elif items and not await stores.conversations.append_items(
+                owner, conversation_id, items
+            ):
+                raise LookupError(f"conversation {conversation_id!r} not found")
+        except (LookupError, DuplicateIdError) as exc:
+            log.warning("response %s could not be stored: %s", response["id"], exc)
+            why = f": {exc}"
+        except Exception:
+            log.exception("response %s could not be stored", response["id"])
+            why = ""
+        else:
+            return
+        if ok:  # a turn that already failed keeps the error that failed it
+            _mark_unsaved(response, why)
+        if store:  # may fail again (the database is down): the runner logs it
+            await stores.responses.save_turn(owner, response, prepared.input_items)
+
+    return persist
+
+
+async def _persist_terminal(event: Event, persist: Persist) -> None:
+    """Persist the final Response; if saving turned it into a failure, say so on the wire.
+    Whatever the save raises, the event still goes out, as `response.failed` if need be."""
+    response = event["response"]
+    try:
+        await persist(response)
+    except Exception:
+        log.exception("response %s: saving the turn failed", response["id"])
+        if response["status"] != "failed":
+            _mark_unsaved(response, "")
+    if response["status"] == "failed":
+        event["type"] = "response.failed"
+
+
+def _failed_after(first: Event, last: Event) -> Event:
+    """The `response.failed` that ends a stream whose events broke off after `last`, built
+    from the Response that `first` (response.created) carried."""
+    response = {**first["response"], "output": []}
+    _mark_unsaved(response, " because the server failed while running it")
+    return {
+        "type": "response.failed",
+        "sequence_number": last["sequence_number"] + 1,
+        "response": response,
+    }
+
+
+class TurnRunner:
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task] = set()
+
+    async def run(self, events: AsyncIterator[Event], persist: Persist) -> dict[str, Any]:
+        """Consume a turn in the caller's task; return the final Response."""
+        async for event in events:
+            if event["type"] in TERMINAL:
+                await _persist_terminal(event, persist)
+                return event["response"]
+        raise RuntimeError("a turn ended without a terminal event")
+
+    async def stream(
+        self, events: AsyncIterator[Event], persist: Persist, serialize: Serialize
+    ) -> AsyncIterator[bytes]:
+        """Start the turn in a background task; `serialize` frames each event for the wire.
+        Waits for the first event, so an error before the stream starts is raised here,
+        where it can still become an HTTP error."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        task = asyncio.create_task(self._produce(events, persist, serialize, queue))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        first = await queue.get()
+        if isinstance(first, BaseException):
+            raise first
+        return self._drain(first, queue)
+
+    @staticmethod
+    async def _produce(
+        events: AsyncIterator[Event], persist: Persist, serialize: Serialize, queue: asyncio.Queue
+    ):
+        """Run the turn, queueing each serialized event. An error before the first event is
+        queued as is, for `stream` to raise; after it, the stream still ends with exactly
+        one terminal event, whatever failed."""
+        first: Event | None = None
+        last: Event | None = None  # the one piece of bookkeeping per event
+        ended = False
+        try:
+            async for event in events:
+                if event["type"] in TERMINAL:
+                    await _persist_terminal(event, persist)
+                    ended = True
+                queue.put_nowait(serialize(event))
+                first = first or event
+                last = event
+            if not ended:
+                raise RuntimeError("a turn ended without a terminal event")
+        except Exception as exc:
+            if first is None or last is None:
+                queue.put_nowait(exc)
+            elif ended:
+                log.error("turn failed after its terminal event: %r", exc, exc_info=exc)
+            else:
+                log.error("turn failed after its stream started: %r", exc, exc_info=exc)
+                failed = _failed_after(first, last)
+                await _persist_terminal(failed, persist)
+                queue.put_nowait(serialize(failed))
+        finally:
+            queue.put_nowait(_END)
+
+    @staticmethod
+    async def _drain(first: bytes, queue: asyncio.Queue) -> AsyncIterator[bytes]:
+        """Send events as they come; events already waiting go out together in one write
+        (each event stays whole), which saves a socket write per event under load."""
+        yield first
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            ended = False
+            for i, item in enumerate(batch):
+                if item is _END:
+                    batch, ended = batch[:i], True
+                    break
+            if batch:
+                yield b"".join(batch)
+            if ended:
+                return
+
+    async def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until the turns running now have finished (and been stored); whether they
+        did within `timeout`."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        return not self._tasks
+
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Let running turns finish (and be stored) before the process exits."""
+        await self.wait_idle(timeout)

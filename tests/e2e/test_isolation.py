@@ -1,0 +1,382 @@
+"""Two keys, two owners, and a walk over every route the app registers: bob never sees,
+changes or learns of alice's objects. Each of bob's answers about one of alice's ids must
+be exactly the answer for an id that never existed, so nothing leaks, not even existence.
+
+The routes are enumerated from the app itself. A route added later fails this test by name
+until it is given a probe below (or declared public, server-wide or admin-only), so new
+resources (files, vector stores, background jobs, ...) are walked as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from loom.app import build_app
+from loom.config import load_settings
+from tests.conftest import run_loom
+from tests.support.keys import ALICE_KEY, BOB_KEY, authed_env, http
+from tests.support.pg import pg_database
+from tests.support.upstream import Turn
+
+pytest_plugins = ["tests.support.mcp_server"]  # the MCP server fixtures
+
+MODEL = "openai/gpt-4o"
+BOILING = ("get_boiling_point", {"liquid_name": "myawesomeliquid", "celsius": True})
+
+# Served to anyone, with or without a key: they hold no one's data.
+PUBLIC = {
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+    ("GET", "/v1/health"),
+}
+# Need a key, but show only the server's configuration, the same to every owner.
+SERVER_WIDE = {
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model_id:path}"),
+    ("POST", "/v1/embeddings"),
+}
+# The admin key only; an API key gets 401.
+ADMIN_ONLY = {
+    ("POST", "/v1/organization/api_keys"),
+    ("GET", "/v1/organization/api_keys"),
+    ("GET", "/v1/organization/api_keys/{key_id}"),
+    ("DELETE", "/v1/organization/api_keys/{key_id}"),
+}
+
+
+def registered_routes() -> list[tuple[str, str]]:
+    """(method, path) of every route of a freshly built app, HEAD aside."""
+    settings = load_settings(env={"LOOM_LOCAL_MODELS": "off", "LOOM_DB_URL": "sqlite:///x.db"})
+    out: list[tuple[str, str]] = []
+    for route in build_app(settings).routes:
+        contexts = (
+            route.effective_route_contexts()
+            if hasattr(route, "effective_route_contexts")
+            else [route]
+        )
+        for ctx in contexts:
+            methods = getattr(ctx, "methods", None) or {type(ctx).__name__}
+            out.extend((m, ctx.path) for m in sorted(methods) if m != "HEAD")
+    return out
+
+
+ROUTES = registered_routes()
+
+
+@dataclass
+class Alices:
+    """Objects alice owns, made through the API with her key."""
+
+    response: dict[str, Any]
+    input_item_id: str
+    conversation_id: str
+    conversation_item_id: str
+    completion_id: str
+    approval_response_id: str
+    approval_request_id: str
+    mcp_url: str
+
+
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)],
+)
+def world(request, loom_env, tmp_path_factory) -> Iterator[tuple[Any, httpx.Client, httpx.Client]]:
+    workdir = tmp_path_factory.mktemp("isolation")
+    sqlite = contextlib.nullcontext(f"sqlite+aiosqlite:///{workdir / 'loom.db'}")
+    with pg_database() if request.param == "postgresql" else sqlite as db_url:
+        env = authed_env(loom_env, workdir, db_url)
+        with (
+            run_loom(env) as server,
+            http(server, ALICE_KEY) as alice,
+            http(server, BOB_KEY) as bob,
+        ):
+            yield server, alice, bob
+
+
+@pytest.fixture
+def alices(world, upstream, mcp_server) -> Alices:
+    _, alice, _ = world
+    upstream.default = Turn(text="alice's answer")
+    response = ok(alice.post("/v1/responses", json={"model": MODEL, "input": "secret question"}))
+    items = ok(alice.get(f"/v1/responses/{response['id']}/input_items"))["data"]
+    conversation = ok(
+        alice.post(
+            "/v1/conversations",
+            json={"items": [{"type": "message", "role": "user", "content": "secret"}]},
+        )
+    )
+    conv_items = ok(alice.get(f"/v1/conversations/{conversation['id']}/items"))["data"]
+    completion = ok(
+        alice.post(
+            "/v1/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "store": True},
+        )
+    )
+    upstream.script(Turn(tool_calls=[BOILING]))
+    tools = [
+        {
+            "type": "mcp",
+            "server_label": "tools",
+            "server_url": mcp_server.http_url,
+            "require_approval": "always",
+        }
+    ]
+    asking = ok(alice.post("/v1/responses", json={"model": MODEL, "input": "boil", "tools": tools}))
+    request = next(i for i in asking["output"] if i["type"] == "mcp_approval_request")
+    return Alices(
+        response=response,
+        input_item_id=items[0]["id"],
+        conversation_id=conversation["id"],
+        conversation_item_id=conv_items[0]["id"],
+        completion_id=completion["id"],
+        approval_response_id=asking["id"],
+        approval_request_id=request["id"],
+        mcp_url=mcp_server.http_url,
+    )
+
+
+def ok(answer: httpx.Response) -> dict[str, Any]:
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def same_as_missing(
+    call: Callable[[str], httpx.Response],
+    real_id: str,
+    fake_id: str = "missing_0000",
+    *,
+    error: bool = True,
+) -> httpx.Response:
+    """Bob's answer for alice's id equals his answer for an id that never existed (an
+    error unless `error` is false: a list after an unknown cursor is an empty page)."""
+    theirs, missing = call(real_id), call(fake_id)
+    assert (400 <= theirs.status_code < 500) == error, theirs.text
+    assert theirs.status_code == missing.status_code
+    assert theirs.text.replace(real_id, "ID") == missing.text.replace(fake_id, "ID")
+    return theirs
+
+
+def absent(page: dict[str, Any], *ids: str) -> None:
+    assert not {row.get("id") for row in page["data"]} & set(ids)
+
+
+# -- probes: one per route, bob against alice's objects --------------------------------
+
+
+def p_create_response(a: Alices, alice: httpx.Client, bob: httpx.Client) -> None:
+    def post(**body):
+        return lambda some_id: bob.post(
+            "/v1/responses", json={"model": MODEL, **{k: v(some_id) for k, v in body.items()}}
+        )
+
+    theirs = same_as_missing(
+        post(input=lambda _: "hi", previous_response_id=lambda i: i), a.response["id"]
+    )
+    assert theirs.status_code == 404
+    assert theirs.json()["error"]["param"] == "previous_response_id"
+    theirs = same_as_missing(
+        post(input=lambda _: "hi", conversation=lambda i: i), a.conversation_id
+    )
+    assert theirs.status_code == 404
+    ref = same_as_missing(
+        post(input=lambda i: [{"type": "item_reference", "id": i}]), a.input_item_id
+    )
+    assert ref.status_code == 400
+    # An approval continuation: through alice's response, or naming her request alone.
+    tools = [{"type": "mcp", "server_label": "tools", "server_url": a.mcp_url}]
+
+    def approve(request_id: str) -> list[dict]:
+        return [
+            {"type": "mcp_approval_response", "approval_request_id": request_id, "approve": True}
+        ]
+
+    theirs = same_as_missing(
+        post(
+            previous_response_id=lambda i: i,
+            tools=lambda _: tools,
+            input=lambda _: approve(a.approval_request_id),
+        ),
+        a.approval_response_id,
+    )
+    assert theirs.status_code == 404
+    same_as_missing(post(tools=lambda _: tools, input=approve), a.approval_request_id)
+
+
+def p_get_response(a, alice, bob):
+    assert (
+        same_as_missing(lambda i: bob.get(f"/v1/responses/{i}"), a.response["id"]).status_code
+        == 404
+    )
+
+
+def p_delete_response(a, alice, bob):
+    same_as_missing(lambda i: bob.delete(f"/v1/responses/{i}"), a.response["id"])
+    ok(alice.get(f"/v1/responses/{a.response['id']}"))
+
+
+def p_list_responses(a, alice, bob):
+    absent(
+        ok(bob.get("/v1/responses", params={"limit": 100})),
+        a.response["id"],
+        a.approval_response_id,
+    )
+    same_as_missing(
+        lambda i: bob.get("/v1/responses", params={"after": i}), a.response["id"], error=False
+    )
+
+
+def p_input_items(a, alice, bob):
+    same_as_missing(lambda i: bob.get(f"/v1/responses/{i}/input_items"), a.response["id"])
+
+
+def p_create_conversation(a, alice, bob):
+    made = ok(bob.post("/v1/conversations", json={}))
+    same_as_missing(lambda i: alice.get(f"/v1/conversations/{i}"), made["id"])
+
+
+def p_get_conversation(a, alice, bob):
+    same_as_missing(lambda i: bob.get(f"/v1/conversations/{i}"), a.conversation_id)
+
+
+def p_update_conversation(a, alice, bob):
+    same_as_missing(
+        lambda i: bob.post(f"/v1/conversations/{i}", json={"metadata": {"x": "bob"}}),
+        a.conversation_id,
+    )
+    assert ok(alice.get(f"/v1/conversations/{a.conversation_id}"))["metadata"] != {"x": "bob"}
+
+
+def p_delete_conversation(a, alice, bob):
+    same_as_missing(lambda i: bob.delete(f"/v1/conversations/{i}"), a.conversation_id)
+    ok(alice.get(f"/v1/conversations/{a.conversation_id}"))
+
+
+def p_add_items(a, alice, bob):
+    item = {"type": "message", "role": "user", "content": "from bob"}
+    same_as_missing(
+        lambda i: bob.post(f"/v1/conversations/{i}/items", json={"items": [item]}),
+        a.conversation_id,
+    )
+    assert len(ok(alice.get(f"/v1/conversations/{a.conversation_id}/items"))["data"]) == 1
+
+
+def p_list_items(a, alice, bob):
+    same_as_missing(lambda i: bob.get(f"/v1/conversations/{i}/items"), a.conversation_id)
+
+
+def _item_routes(method: str):
+    def probe(a, alice, bob):
+        same_as_missing(
+            lambda i: bob.request(method, f"/v1/conversations/{i}/items/{a.conversation_item_id}"),
+            a.conversation_id,
+        )
+        # Alice's item id inside a conversation of bob's own is no better.
+        own = ok(bob.post("/v1/conversations", json={}))["id"]
+        same_as_missing(
+            lambda i: bob.request(method, f"/v1/conversations/{own}/items/{i}"),
+            a.conversation_item_id,
+        )
+        ok(alice.get(f"/v1/conversations/{a.conversation_id}/items/{a.conversation_item_id}"))
+
+    return probe
+
+
+def p_create_completion(a, alice, bob):
+    made = ok(
+        bob.post(
+            "/v1/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+        )
+    )
+    absent(ok(alice.get("/v1/chat/completions", params={"limit": 100})), made["id"])
+
+
+def p_list_completions(a, alice, bob):
+    absent(ok(bob.get("/v1/chat/completions", params={"limit": 100})), a.completion_id)
+    same_as_missing(
+        lambda i: bob.get("/v1/chat/completions", params={"after": i}), a.completion_id, error=False
+    )
+
+
+def p_get_completion(a, alice, bob):
+    same_as_missing(lambda i: bob.get(f"/v1/chat/completions/{i}"), a.completion_id)
+
+
+def p_completion_messages(a, alice, bob):
+    same_as_missing(lambda i: bob.get(f"/v1/chat/completions/{i}/messages"), a.completion_id)
+
+
+def p_delete_completion(a, alice, bob):
+    same_as_missing(lambda i: bob.delete(f"/v1/chat/completions/{i}"), a.completion_id)
+    ok(alice.get(f"/v1/chat/completions/{a.completion_id}"))
+
+
+PROBES: dict[tuple[str, str], Callable[[Alices, httpx.Client, httpx.Client], None]] = {
+    ("POST", "/v1/responses"): p_create_response,
+    ("GET", "/v1/responses/{response_id}"): p_get_response,
+    ("DELETE", "/v1/responses/{response_id}"): p_delete_response,
+    ("GET", "/v1/responses"): p_list_responses,
+    ("GET", "/v1/responses/{response_id}/input_items"): p_input_items,
+    ("POST", "/v1/conversations"): p_create_conversation,
+    ("GET", "/v1/conversations/{conversation_id}"): p_get_conversation,
+    ("POST", "/v1/conversations/{conversation_id}"): p_update_conversation,
+    ("DELETE", "/v1/conversations/{conversation_id}"): p_delete_conversation,
+    ("POST", "/v1/conversations/{conversation_id}/items"): p_add_items,
+    ("GET", "/v1/conversations/{conversation_id}/items"): p_list_items,
+    ("GET", "/v1/conversations/{conversation_id}/items/{item_id}"): _item_routes("GET"),
+    ("DELETE", "/v1/conversations/{conversation_id}/items/{item_id}"): _item_routes("DELETE"),
+    ("POST", "/v1/chat/completions"): p_create_completion,
+    ("GET", "/v1/chat/completions"): p_list_completions,
+    ("GET", "/v1/chat/completions/{completion_id}"): p_get_completion,
+    ("GET", "/v1/chat/completions/{completion_id}/messages"): p_completion_messages,
+    ("DELETE", "/v1/chat/completions/{completion_id}"): p_delete_completion,
+}
+
+
+def test_every_route_is_classified():
+    unknown = [
+        f"{m} {p}"
+        for m, p in ROUTES
+        if (m, p) not in PROBES | dict.fromkeys(PUBLIC | SERVER_WIDE | ADMIN_ONLY)
+    ]
+    assert not unknown, f"routes with no isolation probe: {unknown}; add one to PROBES"
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
+def test_route_needs_a_key(world, route):
+    """Without a key every route but the public ones answers 401, before anything runs."""
+    server, _, _ = world
+    method, path = route
+    concrete = path.replace("{model_id:path}", "m").replace("{", "").replace("}", "")
+    with http(server, None) as anonymous:
+        answer = anonymous.request(method, concrete)
+    if route in PUBLIC:
+        assert answer.status_code == 200
+    else:
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"]["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize("route", sorted(PROBES), ids=[f"{m} {p}" for m, p in sorted(PROBES)])
+def test_another_owner_finds_nothing(world, alices, route):
+    _, alice, bob = world
+    PROBES[route](alices, alice, bob)
+
+
+@pytest.mark.parametrize(
+    "route", sorted(ADMIN_ONLY), ids=[f"{m} {p}" for m, p in sorted(ADMIN_ONLY)]
+)
+def test_admin_routes_refuse_api_keys(world, route):
+    _, _, bob = world
+    method, path = route
+    answer = bob.request(method, path.replace("{key_id}", "key_x"), json={"owner": "bob"})
+    assert answer.status_code == 401 and answer.json()["error"]["code"] == "invalid_api_key"
