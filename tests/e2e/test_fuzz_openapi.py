@@ -7,8 +7,9 @@ OpenAI's error body for 4xx. Half of the generated bodies that name a model get 
 Loom serves, so whole turns run (against the fake upstream) instead of stopping at 404.
 
 The CI run is bounded and repeatable (`derandomize`): `LOOM_FUZZ_EXAMPLES` examples per
-operation and mode (default 64, which makes more than 2,000 cases). A longer run, with
-fresh random data each time, by hand:
+operation and mode (default 64; a quarter of that for the four operations whose bodies
+are the SDK's largest types, which cost ~20 times more each to generate), which makes
+more than 2,000 cases. A longer run, with fresh random data each time, by hand:
 
     LOOM_FUZZ_EXAMPLES=1000 LOOM_FUZZ_RANDOM=1 .venv/bin/pytest tests/e2e/test_fuzz_openapi.py
 """
@@ -38,6 +39,12 @@ RANDOM = bool(os.environ.get("LOOM_FUZZ_RANDOM"))
 CHECKS = [not_a_server_error, content_type_conformance, response_schema_conformance]
 SERVED_MODEL = "openai/gpt-4o"
 _MODEL_BODIES = {"/v1/responses", "/v1/chat/completions", "/v1/embeddings"}
+_LARGE_BODIES = {
+    "POST /v1/responses",
+    "POST /v1/chat/completions",
+    "POST /v1/conversations",
+    "POST /v1/conversations/{conversation_id}/items",
+}
 
 
 def _with_served_model(case) -> None:
@@ -60,7 +67,7 @@ def _fuzz(operation, mode, base_url: str, session, cases: Counter, failures: lis
     """Run one operation's generated cases in one mode; record failures, do not stop."""
 
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=EXAMPLES // 4 if operation.label in _LARGE_BODIES else EXAMPLES,
         deadline=None,
         derandomize=not RANDOM,
         database=None,
@@ -107,9 +114,9 @@ def test_fuzz_every_operation(loom_server, upstream):
     print(f"schemathesis: {total} cases over {len(cases)} operation/mode pairs")
     print("answers:", dict(sorted(statuses.items())))
     assert not failures, f"{len(failures)} failing cases:\n" + "\n\n".join(failures[:15])
-    assert total >= min(2000, 40 * EXAMPLES), cases
+    assert total >= min(2000, 30 * EXAMPLES), cases
     operations = {label.rsplit(" ", 1)[0] for label in cases}
     assert len(operations) >= 22, operations
     # Whole turns ran and were checked against the SDK's Response schema, not only 4xx.
-    assert statuses.get("POST /v1/responses -> 200", 0) >= 5, statuses
-    assert statuses.get("POST /v1/chat/completions -> 200", 0) >= 5, statuses
+    assert statuses.get("POST /v1/responses -> 200", 0) >= 3, statuses
+    assert statuses.get("POST /v1/chat/completions -> 200", 0) >= 3, statuses
