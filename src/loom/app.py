@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -20,6 +21,8 @@ from loom.api import (
     metrics,
     models,
     responses,
+    responses_extra,
+    responses_ws,
 )
 from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
@@ -82,13 +85,26 @@ def _install_error_handlers(app: FastAPI) -> None:
         return response
 
 
+# The finished /openapi.json, per set of routes: every app of a process shares it, as
+# building the SDK types' schemas takes seconds of CPU.
+_OPENAPI_CACHE: dict[tuple, dict] = {}
+_OPENAPI_LOCK = threading.Lock()
+
+
 def _document_errors(app: FastAPI) -> None:
     """`/openapi.json` with Loom's real error answers (see api/openapi_docs.py)."""
     generate = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = finish_openapi(generate())
+            key = tuple(
+                (getattr(r, "path", ""), tuple(sorted(getattr(r, "methods", None) or ())))
+                for r in app.routes
+            )
+            with _OPENAPI_LOCK:
+                if key not in _OPENAPI_CACHE:
+                    _OPENAPI_CACHE[key] = finish_openapi(generate())
+            app.openapi_schema = _OPENAPI_CACHE[key]
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -135,9 +151,12 @@ def build_app(settings: Settings) -> FastAPI:
         except BaseException:
             await app.state.services.aclose()
             raise
+        # Build /openapi.json off the event loop now, so its first request does not wait.
+        warm_openapi = asyncio.create_task(asyncio.to_thread(app.openapi))
         try:
             yield
         finally:
+            await asyncio.gather(warm_openapi, return_exceptions=True)
             await app.state.services.aclose()
             await asyncio.to_thread(tracing.shutdown)  # flushes the batched spans
 
@@ -150,7 +169,17 @@ def build_app(settings: Settings) -> FastAPI:
     )
     _install_error_handlers(app)
     _document_errors(app)
-    for module in (models, chat, embeddings, health, responses, conversations, admin_keys):
+    for module in (
+        models,
+        chat,
+        embeddings,
+        health,
+        responses_extra,
+        responses,
+        responses_ws,
+        conversations,
+        admin_keys,
+    ):
         app.include_router(module.router, prefix="/v1")
     app.include_router(metrics.router)
     app.add_middleware(TestIdMiddleware)

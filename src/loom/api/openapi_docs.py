@@ -47,6 +47,12 @@ class Health(BaseModel):
     database: str
 
 
+# Request bodies documented by an SDK params type, by name. Their schemas are built when
+# /openapi.json is first asked for, not at import: they are large and slow to build.
+_SDK_BODIES: dict[str, tuple[Any, tuple[str, ...], dict[str, Any]]] = {}
+_SDK_BODY_KEY = "x-loom-sdk-body"
+
+
 def sdk_body(
     params: Any, required: tuple[str, ...] = (), **extra_properties: dict[str, Any]
 ) -> dict[str, Any]:
@@ -54,6 +60,13 @@ def sdk_body(
     TypedDict such as `ResponseCreateParamsBase`), plus properties the SDK keeps apart
     (`stream`), and fields Loom requires that the SDK does not. The route still validates
     the body itself, with a 400 naming the field."""
+    _SDK_BODIES[params.__name__] = (params, required, extra_properties)
+    return {_SDK_BODY_KEY: params.__name__}
+
+
+def _sdk_request_body(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `requestBody` for a params type, and the schemas it refers to."""
+    params, required, extra_properties = _SDK_BODIES[name]
     # Prefixed: the SDK's params types share names with each other and its response models.
     prefix = params.__name__.removesuffix("Base")
     template = f"#/components/schemas/{prefix}.{{model}}"
@@ -62,13 +75,8 @@ def sdk_body(
     schema.setdefault("properties", {}).update(extra_properties)
     if required:  # what Loom needs that the SDK leaves optional
         schema["required"] = sorted({*schema.get("required", ()), *required})
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": schema}},
-        },
-        BODY_DEFS_KEY: defs,
-    }
+    body = {"required": True, "content": {"application/json": {"schema": schema}}}
+    return body, defs
 
 
 STREAM_PROPERTY = {"type": "boolean", "description": "Answer with server-sent events."}
@@ -111,6 +119,9 @@ def finish_openapi(spec: dict[str, Any]) -> dict[str, Any]:
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
+            if _SDK_BODY_KEY in operation:
+                operation["requestBody"], defs = _sdk_request_body(operation.pop(_SDK_BODY_KEY))
+                operation[BODY_DEFS_KEY] = defs
             for name, schema in operation.pop(BODY_DEFS_KEY, {}).items():
                 if schemas.setdefault(name, schema) != schema:
                     raise RuntimeError(f"two different schemas are named {name!r}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from openai.types.responses import Response, ResponseItemList
@@ -15,15 +16,41 @@ from loom.api.json import OrjsonResponse
 from loom.api.openapi_docs import STREAM_PROPERTY, Deleted, ListPage, answers, sdk_body
 from loom.api.pages import page_of
 from loom.api.sse import sse_response, typed_event_bytes
+from loom.engine.events import Event
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
-from loom.engine.turn_runner import turn_saver
-from loom.engine.turn_setup import prepare_turn
+from loom.engine.turn_runner import Persist, turn_saver
+from loom.engine.turn_setup import PreparedTurn, prepare_turn
+from loom.engine.warmup import warmup_turn
 from loom.errors import NotFoundError, UpstreamTimeoutError
 from loom.observability.turns import TurnObservation
 from loom.services import Services
 
 router = APIRouter()
+
+
+async def begin_turn(
+    svc: Services,
+    who: str,
+    req: CreateResponse,
+    *,
+    history: list[dict[str, Any]] | None = None,
+    generate: bool = True,
+) -> tuple[PreparedTurn, AsyncIterator[Event], Persist]:
+    """Set a turn up: its events (not started yet) and how it is saved. Shared by HTTP
+    and WebSocket, so both run the same turn the same way."""
+    prepared = await prepare_turn(
+        req,
+        owner=who,
+        settings=svc.settings,
+        models=svc.models,
+        stores=svc.stores,
+        url_policy=svc.url_policy,
+        history=history,
+    )
+    persist = turn_saver(svc.stores, who, prepared, req.store)
+    events = run_turn(prepared.turn) if generate else warmup_turn(prepared.turn)
+    return prepared, events, persist
 
 
 @router.post(
@@ -37,18 +64,11 @@ async def create_response(
     request: Request, svc: Services = Depends(services), who: str = Depends(owner)
 ):
     req, _ = await parse_body(request, CreateResponse)
-    prepared = await prepare_turn(
-        req,
-        owner=who,
-        settings=svc.settings,
-        models=svc.models,
-        stores=svc.stores,
-        url_policy=svc.url_policy,
-    )
+    prepared, events, persist = await begin_turn(svc, who, req)
+    # Metrics and the trace span of the turn (the events have not started yet).
     observed = TurnObservation(prepared.turn.response["id"], req.model)
     prepared.turn.trace = observed.trace
-    persist = observed.saving(turn_saver(svc.stores, who, prepared, req.store))
-    events = run_turn(prepared.turn)
+    persist = observed.saving(persist)
     try:
         if req.stream:
             return sse_response(await svc.turns.stream(events, persist, typed_event_bytes))

@@ -27,6 +27,7 @@ def build_providers(settings: Settings) -> list[Provider]:
                 breaker_threshold=p.breaker_threshold,
                 breaker_cooldown=p.breaker_cooldown,
             ),
+            native_custom_tools=p.custom_tools == "native",
         )
         for p in settings.providers
     ]
