@@ -19,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Iterator
 
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -32,6 +34,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
+from tests.conftest import run_loom
+from tests.support.servers import ThreadedServer
 from tests.support.upstream import Turn
 
 EXAMPLES = int(os.environ.get("LOOM_FUZZ_EXAMPLES", "64"))
@@ -92,7 +96,24 @@ def _fuzz(operation, mode, base_url: str, session, cases: Counter, failures: lis
         assert mode is GenerationMode.NEGATIVE and not operation.body, operation.label
 
 
-def test_fuzz_every_operation(loom_server, upstream):
+@pytest.fixture(scope="module")
+def fuzzed_loom(upstream_server, tmp_path_factory) -> Iterator[ThreadedServer]:
+    """A Loom of its own, on a fresh database: what GET routes list depends only on what
+    this run created, so the run is the same every time, whatever ran before."""
+    _, server = upstream_server
+    db = tmp_path_factory.mktemp("fuzz") / "loom.db"
+    env = {
+        "OPENAI_API_KEY": "k",
+        "OPENAI_BASE_URL": f"{server.url}/v1",
+        "LOOM_DB_URL": f"sqlite+aiosqlite:///{db}",
+        "LOOM_LOCAL_MODELS": "off",
+    }
+    with run_loom(env) as loom:
+        yield loom
+
+
+def test_fuzz_every_operation(fuzzed_loom, upstream):
+    loom_server = fuzzed_loom
     upstream.default = Turn(text="fuzzed", prompt_tokens=3, completion_tokens=2)
     schema = schemathesis.openapi.from_url(f"{loom_server.url}/openapi.json")
     session = requests.Session()
