@@ -20,6 +20,7 @@ from loom.api import (
     health,
     metrics,
     models,
+    prompts,
     responses,
     responses_extra,
     responses_ws,
@@ -179,6 +180,7 @@ def build_app(settings: Settings) -> FastAPI:
         responses_ws,
         conversations,
         admin_keys,
+        prompts,
     ):
         app.include_router(module.router, prefix="/v1")
     app.include_router(metrics.router)

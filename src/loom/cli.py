@@ -33,6 +33,7 @@ def serve(host: str | None, port: int | None, config: str | None) -> None:
 
     from loom.app import build_app
     from loom.observability.logs import configure_logging
+    from loom.startup import stored_key_count, summary
 
     settings = _settings(config)
     logging_is_ours = configure_logging(settings.log_format, settings.log_level)
@@ -45,6 +46,8 @@ def serve(host: str | None, port: int | None, config: str | None) -> None:
     except ConfigError as exc:
         click.echo(f"loom: {exc}", err=True)
         sys.exit(2)
+    click.echo(summary(settings, asyncio.run(stored_key_count(settings.db_url))))
+    sys.stdout.flush()  # before uvicorn takes over, even when stdout is a pipe
     uvicorn.run(
         app,
         host=settings.host,

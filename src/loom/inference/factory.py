@@ -28,6 +28,7 @@ def build_providers(settings: Settings) -> list[Provider]:
                 breaker_cooldown=p.breaker_cooldown,
             ),
             native_custom_tools=p.custom_tools == "native",
+            context_windows=p.context_windows,
         )
         for p in settings.providers
     ]
