@@ -104,7 +104,13 @@ def answers(
     ok: dict[str, Any] = {"model": model, "description": "OK"}
     if stream:
         ok["content"] = {
-            "text/event-stream": {"schema": {"type": "string", "description": "server-sent events"}}
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "description": "one server-sent event: its `event` name and `data`",
+                    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+                }
+            }
         }
     out: dict[int | str, dict[str, Any]] = {200: ok}
     for status in errors + (_UPSTREAM if upstream else ()):
