@@ -17,6 +17,7 @@ from loom.api import (
     chat,
     conversations,
     embeddings,
+    files,
     health,
     metrics,
     models,
@@ -24,11 +25,14 @@ from loom.api import (
     responses,
     responses_extra,
     responses_ws,
+    vector_stores,
 )
 from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
+from loom.api.multipart_upload import FORM_OVERHEAD
 from loom.api.openapi_docs import finish_openapi
-from loom.config import Settings
+from loom.api.sse import typed_event_bytes
+from loom.config import Settings, load_settings
 from loom.errors import LoomError, error_body, param_of
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
@@ -38,6 +42,7 @@ from loom.observability.http import (
     RequestObservabilityMiddleware,
     current_request_id,
 )
+from loom.rag.service import start_rag
 from loom.security.keys import KeyRing
 from loom.security.limits import KeyLimiter
 from loom.security.middleware import Guard, SecurityMiddleware
@@ -140,13 +145,26 @@ def build_app(settings: Settings) -> FastAPI:
     guard = Guard(
         KeyLimiter(limits.concurrent_requests_per_key, limits.requests_per_minute_per_key),
         limits.max_body_bytes,
+        # An upload's file may be up to max_upload_bytes; its other form fields are small.
+        upload_limits={
+            "/v1/files": max(limits.max_body_bytes, settings.max_upload_bytes + FORM_OVERHEAD)
+        },
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stores = await open_stores(settings.db_url)
         tracing.configure(**settings.tracing.model_dump())
-        app.state.services = Services(settings=settings, models=registry, stores=stores)
+        rag = await start_rag(settings, stores.db, registry)
+        app.state.services = Services(
+            settings=settings,
+            models=registry,
+            stores=stores,
+            serialize=typed_event_bytes,
+            retrieval=rag.retrieval,
+            rag=rag,
+        )
+        await app.state.services.start()
         try:
             guard.keys = app.state.services.keys = await _key_ring(settings, stores)
         except BaseException:
@@ -181,6 +199,8 @@ def build_app(settings: Settings) -> FastAPI:
         conversations,
         admin_keys,
         prompts,
+        files,
+        vector_stores,
     ):
         app.include_router(module.router, prefix="/v1")
     app.include_router(metrics.router)
@@ -188,3 +208,9 @@ def build_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityMiddleware, guard=guard)
     app.add_middleware(RequestObservabilityMiddleware)  # outermost: sees every response
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker of `loom serve --workers N`, built from the config file and
+    environment that the parent process set."""
+    return build_app(load_settings())

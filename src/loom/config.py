@@ -179,6 +179,11 @@ class Settings(_Strict):
     )
     mcp_timeout: float = 30.0
     max_tool_iterations: int = 10
+    # Retrieval: where uploads are kept ("" = beside a SQLite database, else the data dir),
+    # the upload size limit, and the embedding model of vector stores that name none.
+    files_dir: str = ""
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    embedding_model: str = "local/all-minilm-l6-v2"
     # production safety (keys, limits, MCP URL guard)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
@@ -195,6 +200,18 @@ class Settings(_Strict):
     websocket_enabled: bool = True
     websocket_max_connections: int = Field(default=256, ge=1)
     websocket_max_age: float = Field(default=3600.0, gt=0)
+    # Background responses: a replica renews its lease on the work it runs every third of
+    # `lease_seconds`; another replica settles the work once the lease has lapsed.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    # How long SIGTERM waits for in-flight turns before ending them.
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    # A background response's events go to the database at most this often (batched).
+    event_flush_interval: float = Field(default=0.01, ge=0)
+    # On PostgreSQL, streams followed on another replica wake on LISTEN/NOTIFY; they also
+    # re-read the event log every `follow_poll_interval` seconds (the only way, with
+    # `pg_notify` off).
+    pg_notify: bool = True
+    follow_poll_interval: float = Field(default=1.0, gt=0)
 
     def provider(self, name: str) -> ProviderSettings | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -211,6 +228,14 @@ def default_db_url() -> str:
     return f"sqlite+aiosqlite:///{data_dir / 'loom.db'}"
 
 
+def default_files_dir(db_url: str, data_dir: str) -> str:
+    """Uploads live beside a SQLite database file, else under the data dir."""
+    prefix = next((p for p in ("sqlite+aiosqlite:///", "sqlite:///") if db_url.startswith(p)), "")
+    if prefix and not db_url[len(prefix) :].startswith("file:"):
+        return str(Path(db_url[len(prefix) :].split("?")[0]).parent / "files")
+    return str(Path(data_dir or default_data_dir()) / "files")
+
+
 _ENV_FIELDS = {
     "LOOM_HOST": "host",
     "LOOM_PORT": "port",
@@ -221,11 +246,19 @@ _ENV_FIELDS = {
     "LOOM_MCP_TIMEOUT": "mcp_timeout",
     "LOOM_MAX_TOOL_ITERATIONS": "max_tool_iterations",
     "LOOM_LOG_FORMAT": "log_format",
+    "LOOM_FILES_DIR": "files_dir",
+    "LOOM_MAX_UPLOAD_BYTES": "max_upload_bytes",
+    "LOOM_EMBEDDING_MODEL": "embedding_model",
     "LOOM_WEBSOCKET_ENABLED": "websocket_enabled",
     "LOOM_COMPACTION_KEY": "compaction_key",
     "LOOM_DATA_DIR": "data_dir",
     "LOOM_WEBSOCKET_MAX_CONNECTIONS": "websocket_max_connections",
     "LOOM_WEBSOCKET_MAX_AGE": "websocket_max_age",
+    "LOOM_LEASE_SECONDS": "lease_seconds",
+    "LOOM_SHUTDOWN_GRACE": "shutdown_grace",
+    "LOOM_EVENT_FLUSH_INTERVAL": "event_flush_interval",
+    "LOOM_PG_NOTIFY": "pg_notify",
+    "LOOM_FOLLOW_POLL_INTERVAL": "follow_poll_interval",
 }
 
 
@@ -275,6 +308,8 @@ def load_settings(
         )
     if not settings.db_url:
         settings.db_url = default_db_url()
+    if not settings.files_dir:
+        settings.files_dir = default_files_dir(settings.db_url, settings.data_dir)
     names = [p.name for p in settings.providers]
     if len(names) != len(set(names)) or "local" in names:
         raise ConfigError(f"provider names must be unique and not 'local': {names}")

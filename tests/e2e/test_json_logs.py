@@ -37,10 +37,10 @@ def test_json_log_lines_carry_the_request_id(upstream_server, upstream, tmp_path
     )
     seen: list[bytes] = []
     try:
-        # Wait for uvicorn's start-up line, itself a JSON record, on Loom's stderr.
+        # Wait for uvicorn to say it listens (a JSON record too), on Loom's stderr.
         for line in process.stderr:  # type: ignore[union-attr]
             seen.append(line)
-            if b"Application startup complete" in line:
+            if b"Uvicorn running on" in line:
                 break
         assert process.poll() is None, b"".join(seen).decode()
         base = f"http://127.0.0.1:{port}"

@@ -7,7 +7,10 @@ Used by every streaming test. It checks:
 - each item: `output_item.added` → its inner events → `output_item.done`, never
   interleaved, output indexes in order; message and reasoning content-part events around
   their deltas (reasoning: summary parts too); function / MCP argument deltas before
-  their `done`; custom tool input deltas before `custom_tool_call_input.done`;
+  their `done`; custom tool input deltas before `custom_tool_call_input.done`; a file
+  search's `in_progress` → `searching` → `completed` (no `completed` when it failed);
+- a message's `output_text.annotation.added` events, numbered from 0, add up to the
+  annotations of its final content part;
 - concatenated deltas equal the `done` text, the item in `output_item.done`, and the
   item in the final Response's `output`;
 - every event parses as the `openai` SDK's event type and validates against the Open
@@ -69,6 +72,10 @@ def validate_stream(events: Iterable[tuple[str | None, dict[str, Any]] | dict[st
         )
         validate_event(event)
     _check(data[0]["type"] == "response.created", "first event must be response.created")
+    if data[1]["type"] == "response.queued":  # a background response: created, queued, ...
+        _check(data[0]["response"]["status"] == "queued", "a queued stream starts queued")
+        _check(data[1]["response"]["status"] == "queued", "response.queued must be queued")
+        data = [data[0], *data[2:]]
     _check(data[1]["type"] == "response.in_progress", "second event must be response.in_progress")
     _check(data[-1]["type"] in TERMINAL, f"last event {data[-1]['type']} is not terminal")
     _check(sum(e["type"] in TERMINAL for e in data) == 1, "exactly one terminal event")
@@ -127,6 +134,31 @@ def validate_stream(events: Iterable[tuple[str | None, dict[str, Any]] | dict[st
     return response
 
 
+def validate_cut_stream(events: list[dict[str, Any]], ended: str) -> list[dict[str, Any]]:
+    """Validate a background stream that was cut short: cancelled (`ended="cancelled"`: it
+    simply stops, possibly inside an item) or ended `failed` after its process died
+    (`ended="failed"`: its last event is `response.failed`, possibly inside an item).
+    Sequence numbers run 0, 1, 2, ... and every event parses as its SDK type."""
+    _check(len(events) >= 2, f"stream too short: {[e['type'] for e in events]}")
+    for n, event in enumerate(events):
+        _check(event.get("sequence_number") == n, f"event {n} has {event.get('sequence_number')}")
+        validate_event(event)
+    _check(events[0]["type"] == "response.created", "first event must be response.created")
+    _check(events[1]["type"] == "response.queued", "second event must be response.queued")
+    terminal = [e["type"] for e in events if e["type"] in TERMINAL]
+    if ended == "failed":
+        _check(terminal == ["response.failed"], f"terminal events {terminal}")
+        _check(events[-1]["type"] == "response.failed", "must end with response.failed")
+        _check(events[-1]["response"]["status"] == "failed", "failed status")
+        validate_response(events[-1]["response"])
+    else:
+        _check(not terminal, f"a cancelled stream has no terminal event: {terminal}")
+    added = [e["item"]["id"] for e in events if e["type"] == "response.output_item.added"]
+    done = [e["item"]["id"] for e in events if e["type"] == "response.output_item.done"]
+    _check(done == added[: len(done)] and len(added) - len(done) <= 1, "items out of order")
+    return events
+
+
 def _deltas(inner: list[dict[str, Any]], suffix: str) -> str:
     return "".join(e["delta"] for e in inner if e["type"].endswith(suffix))
 
@@ -134,8 +166,24 @@ def _deltas(inner: list[dict[str, Any]], suffix: str) -> str:
 def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, Any]]) -> None:
     kind = item["type"]
     if kind == "message":
-        _check_part(item, types, inner, "output_text")
-        _check(item["content"][0]["text"] == inner[-2]["text"], "message: item text differs")
+        annotation = "response.output_text.annotation.added"
+        added = [e for e in inner if e["type"] == annotation]
+        plain = [e for e in inner if e["type"] != annotation]
+        _check_part(item, [e["type"] for e in plain], plain, "output_text")
+        _check(item["content"][0]["text"] == plain[-2]["text"], "message: item text differs")
+        _check(
+            [e["annotation_index"] for e in added] == list(range(len(added))),
+            "message: annotation indexes are not 0, 1, 2, ...",
+        )
+        annotations = plain[-1]["part"]["annotations"]
+        _check(
+            [e["annotation"] for e in added] == annotations,
+            "message: annotation.added events differ from the part's annotations",
+        )
+        _check(
+            item["content"][0]["annotations"] == annotations,
+            "message: item annotations differ from the content part's",
+        )
     elif kind == "reasoning":
         _check_reasoning(item, types, inner)
     elif kind in ("function_call", "mcp_call"):
@@ -158,6 +206,11 @@ def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, A
                 types[-1] in ("response.mcp_call.completed", "response.mcp_call.failed"),
                 f"mcp_call must end completed or failed: {types}",
             )
+    elif kind == "file_search_call":
+        states = ["response.file_search_call.in_progress", "response.file_search_call.searching"]
+        ending = [] if item["status"] == "failed" else ["response.file_search_call.completed"]
+        _check(types == states + ending, f"file_search_call events: {types}")
+        _check(item["status"] in ("completed", "failed"), f"file_search_call ends {item['status']}")
     elif kind == "custom_tool_call":
         delta = "response.custom_tool_call_input.delta"
         done = "response.custom_tool_call_input.done"

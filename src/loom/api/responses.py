@@ -19,14 +19,36 @@ from loom.api.sse import sse_response, typed_event_bytes
 from loom.engine.events import Event
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
+from loom.engine.resume import current, follow, wait_done
 from loom.engine.turn_runner import Persist, turn_saver
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.engine.warmup import warmup_turn
-from loom.errors import NotFoundError, UpstreamTimeoutError
+from loom.errors import InvalidRequestError, NotFoundError, UpstreamTimeoutError
 from loom.observability.turns import TurnObservation
 from loom.services import Services
+from loom.tools.file_search import present_items
 
 router = APIRouter()
+
+
+def _present(response: dict[str, Any], include: list[str] | None) -> dict[str, Any]:
+    """The Response as the client sees it: file search results only when included."""
+    output = response.get("output") or []
+    shown = present_items(output, include)
+    return response if shown is output else {**response, "output": shown}
+
+
+def _persister(svc: Services, who: str, prepared: PreparedTurn, req: CreateResponse) -> Persist:
+    """Save the turn (engine.turn_runner.turn_saver), then show file search results only
+    if `include` asked for them: the stored turn keeps them, as a later turn's model
+    reads them."""
+    save = turn_saver(svc.stores, who, prepared, req.store)
+
+    async def persist(response: dict[str, Any]) -> None:
+        await save(response)
+        response["output"] = present_items(response["output"], req.include)
+
+    return persist
 
 
 async def begin_turn(
@@ -45,10 +67,11 @@ async def begin_turn(
         settings=svc.settings,
         models=svc.models,
         stores=svc.stores,
+        searcher=svc.retrieval,
         url_policy=svc.url_policy,
         history=history,
     )
-    persist = turn_saver(svc.stores, who, prepared, req.store)
+    persist = _persister(svc, who, prepared, req)
     events = run_turn(prepared.turn) if generate else warmup_turn(prepared.turn)
     return prepared, events, persist
 
@@ -63,8 +86,14 @@ async def begin_turn(
 async def create_response(
     request: Request, svc: Services = Depends(services), who: str = Depends(owner)
 ):
-    req, _ = await parse_body(request, CreateResponse)
+    req, body = await parse_body(request, CreateResponse)
     prepared, events, persist = await begin_turn(svc, who, req)
+    if req.background:  # `events` is never started: the background runner runs the turn
+        # A replica that is shutting down queues the work for another one.
+        run = await svc.background.start(prepared, who, body, claim=not svc.replica.draining)
+        if req.stream:
+            return sse_response(run.frames_from(0))
+        return OrjsonResponse({**prepared.turn.response, "status": "queued", "output": []})
     # Metrics and the trace span of the turn (the events have not started yet).
     observed = TurnObservation(prepared.turn.response["id"], req.model)
     prepared.turn.trace = observed.trace
@@ -88,12 +117,57 @@ def _not_found(response_id: str) -> NotFoundError:
 
 @router.get("/responses/{response_id}", responses=answers(Response))
 async def get_response(
-    response_id: str, svc: Services = Depends(services), who: str = Depends(owner)
+    response_id: str,
+    include: list[str] = Depends(includes),
+    stream: bool = False,
+    starting_after: int | None = Query(None, ge=0),
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
 ):
+    """The response as it stands; with `stream=true`, a background response's events
+    after `starting_after` (from the start without it), then live ones to the end."""
     stored = await svc.stores.responses.get(who, response_id)
     if stored is None:
         raise _not_found(response_id)
-    return stored["response"]
+    response = stored["response"]
+    if stream:
+        if not response.get("background"):
+            raise InvalidRequestError(
+                f"Response '{response_id}' was not created with background=true; only "
+                "background responses can be streamed again.",
+                param="stream",
+            )
+        after = -1 if starting_after is None else starting_after
+        interval = svc.settings.follow_poll_interval
+        events = follow(
+            svc.stores.background, svc.hub, svc.serialize, who, response_id, after, interval
+        )
+        return sse_response(events)
+    return _present(await current(svc.stores.background, who, response), include)
+
+
+@router.post("/responses/{response_id}/cancel")
+async def cancel_response(
+    response_id: str, svc: Services = Depends(services), who: str = Depends(owner)
+):
+    """Cancel a background response on whichever replica runs it; a response that has
+    already ended is returned as it is."""
+    stored = await svc.stores.responses.get(who, response_id)
+    if stored is None:
+        raise _not_found(response_id)
+    if not stored["response"].get("background"):
+        raise InvalidRequestError("Cannot cancel a synchronous response.", param="response_id")
+    job = await svc.stores.background.request_cancel(who, response_id)
+    if job is not None and job["state"] == "running":
+        svc.background.stop(response_id, "cancel")
+        background = svc.stores.background
+        ended = await wait_done(background, svc.hub, who, response_id, timeout=10)
+        if not ended:  # its replica is gone: the flag is durable, it settles as cancelled
+            return {**stored["response"], "status": "cancelled"}
+    stored = await svc.stores.responses.get(who, response_id)
+    if stored is None:
+        raise _not_found(response_id)
+    return _present(stored["response"], None)
 
 
 @router.delete("/responses/{response_id}", responses=answers(Deleted))
@@ -124,14 +198,14 @@ async def list_input_items(
     before: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
-    _include: list[str] = Depends(includes),
+    include: list[str] = Depends(includes),
     svc: Services = Depends(services),
     who: str = Depends(owner),
 ):
     stored = await svc.stores.responses.get(who, response_id)
     if stored is None:
         raise _not_found(response_id)
-    items = stored["input_items"]
+    items = present_items(stored["input_items"], include)
     if order == "desc":
         items = list(reversed(items))
     ids = [item.get("id") for item in items]
