@@ -41,6 +41,7 @@ PUBLIC = {
     ("GET", "/docs/oauth2-redirect"),
     ("GET", "/redoc"),
     ("GET", "/v1/health"),
+    ("GET", "/metrics"),  # counts per route, status, model, MCP server label: no objects
 }
 # Need a key, but show only the server's configuration, the same to every owner.
 SERVER_WIDE = {
