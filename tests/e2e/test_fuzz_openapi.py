@@ -34,6 +34,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
+from loom.engine.params import RESPONSES_RULES
 from tests.conftest import run_loom
 from tests.support.servers import ThreadedServer
 from tests.support.upstream import Turn
@@ -51,9 +52,22 @@ _LARGE_BODIES = {
 }
 
 
+# A body chosen to run a whole turn keeps only the fields Loom knows, less those it refuses
+# by rule (each tested in test_create_params.py), references to objects this run never made
+# (a 404), and compaction settings (their own model call).
+_NOT_FOR_A_TURN = {n for n, rule in RESPONSES_RULES.items() if rule.remote == "refused"} | {
+    "previous_response_id",
+    "conversation",
+    "prompt",
+    "context_management",
+}
+_SERVER_TOOLS = {"mcp", "file_search"}
+
+
 def _with_served_model(case) -> None:
-    """Every other body that takes a model asks for one Loom serves; MCP tools are taken
-    out of those, so a turn never dials a generated URL."""
+    """Every other body that takes a model asks for one Loom serves. Tools that reach out
+    (MCP: a turn never dials a generated URL) or name stores, and the fields above, are taken
+    out of those, so that they run whole turns."""
     body = case.body
     if not isinstance(body, dict) or case.operation.path not in _MODEL_BODIES:
         return
@@ -61,9 +75,13 @@ def _with_served_model(case) -> None:
     if digest.digest()[0] % 2:
         return
     body["model"] = SERVED_MODEL
+    if case.operation.path == "/v1/responses":
+        for name in list(body):
+            if name not in RESPONSES_RULES or name in _NOT_FOR_A_TURN:
+                del body[name]
     if isinstance(body.get("tools"), list):
         body["tools"] = [
-            t for t in body["tools"] if not (isinstance(t, dict) and t.get("type") == "mcp")
+            t for t in body["tools"] if not (isinstance(t, dict) and t.get("type") in _SERVER_TOOLS)
         ]
 
 
