@@ -14,6 +14,7 @@ from loom.api import admin_keys, chat, conversations, embeddings, health, models
 from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
 from loom.config import Settings
+from loom.console.routes import mount_console
 from loom.errors import LoomError, error_body, param_of
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
@@ -115,6 +116,7 @@ def build_app(settings: Settings) -> FastAPI:
     _install_error_handlers(app)
     for module in (models, chat, embeddings, health, responses, conversations, admin_keys):
         app.include_router(module.router, prefix="/v1")
+    mount_console(app)
     app.add_middleware(TestIdMiddleware)
     app.add_middleware(SecurityMiddleware, guard=guard)
     return app

@@ -1,0 +1,287 @@
+"""The Loom Console in a real headless Chromium against a real Loom under uvicorn, the fake
+upstream and the real MCP test server: every page loads fast and offline, the playground
+streams a response with an MCP tool and an approval, the detail page shows what the API
+holds, conversations and metadata edits, list filters and paging, and, with auth on, an
+owner sees only their own objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import run_loom
+from tests.support.browser import ConsolePage
+from tests.support.keys import ALICE_KEY, BOB_KEY, authed_env, http
+from tests.support.upstream import Turn
+
+pytest_plugins = ["tests.support.mcp_server", "tests.support.browser"]
+
+MODEL = "openai/gpt-4o"
+QUESTION = "What is the boiling point of myawesomeliquid in Celsius?"
+BOILING = ("get_boiling_point", {"liquid_name": "myawesomeliquid", "celsius": True})
+FIRST_PAINT_BUDGET_MS = 300
+
+
+@pytest.fixture
+def console(chromium, loom_server, upstream) -> Iterator[ConsolePage]:
+    page = ConsolePage(chromium, loom_server.url)
+    try:
+        yield page
+        assert page.foreign_requests() == [], "the console reached another host"
+        assert page.errors == [], "uncaught script errors"
+    finally:
+        page.close()
+
+
+@pytest.fixture
+def api(loom_server) -> Iterator[httpx.Client]:
+    with http(loom_server, None) as client:
+        yield client
+
+
+def ok(response: httpx.Response) -> dict:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_console_redirects_to_the_responses_list(console):
+    page = console.open("/console")
+    expect(page).to_have_url(f"{console.base_url}/console/responses")
+    expect(page.locator("h1")).to_have_text("Responses")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_loads_fast_and_offline(chromium, loom_server, upstream, api, scheme):
+    upstream.default = Turn(text="Boiling at -100 degrees.")
+    response = ok(api.post("/v1/responses", json={"model": MODEL, "input": "hi"}))
+    conversation = ok(
+        api.post(
+            "/v1/conversations",
+            json={"items": [{"type": "message", "role": "user", "content": "hello"}]},
+        )
+    )
+    pages = {
+        "responses": ("/console/responses", "#responses"),
+        "response": (f"/console/responses/{response['id']}", "#output-items .item"),
+        "conversations": ("/console/conversations", "#conversations"),
+        "conversation": (f"/console/conversations/{conversation['id']}", "#timeline .item"),
+        "playground": ("/console/playground", "#composer"),
+    }
+    console = ConsolePage(chromium, loom_server.url, color_scheme=scheme)
+    try:
+        # One visit first, so the figures are the pages' own, not the browser's start-up.
+        expect(console.open("/console/playground").locator("#composer")).to_be_visible()
+        for name, (path, ready) in pages.items():
+            page = console.open(path)
+            expect(page.locator(ready).first).to_be_visible()
+            expect(page.locator("#notice")).to_be_empty()
+            paint = console.first_paint_ms()
+            assert 0 < paint < FIRST_PAINT_BUDGET_MS, f"{name}: first paint {paint:.0f} ms"
+            console.screenshot(f"console-{name}-{scheme}")
+        assert console.foreign_requests() == []
+        assert console.errors == []
+        # the page follows the system setting
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert (background == "rgb(255, 255, 255)") == (scheme == "light")
+    finally:
+        console.close()
+
+
+def stream_log(page) -> list[tuple[int, str]]:
+    """The (sequence_number, type) lines of the playground's streamed-events log."""
+    lines = page.locator("#events > div").all_text_contents()
+    return [(int(n), kind) for n, kind in (line.split(" ", 1) for line in lines)]
+
+
+def test_playground_streams_an_mcp_call_that_needs_approval(console, api, upstream, mcp_server):
+    upstream.script(Turn(tool_calls=[BOILING]), Turn(text="It boils at -100 degrees Celsius."))
+    page = console.open("/console/playground")
+    page.get_by_label("Model").select_option(MODEL)
+    page.get_by_label("Instructions").fill("Answer briefly.")
+    page.get_by_label("Server URL").fill(mcp_server.http_url)
+    page.get_by_label("Label").fill("tools")
+    page.get_by_label("Approval").select_option("always")
+    page.get_by_label("Message").fill(QUESTION)
+    page.get_by_label("Message").press("Enter")  # the form submits on Enter
+
+    request = page.locator('#transcript .item[data-type="mcp_approval_request"]')
+    expect(request).to_contain_text("get_boiling_point")
+    expect(page.locator('#transcript .item[data-type="mcp_list_tools"]')).to_contain_text(
+        "get_boiling_point"
+    )
+    expect(page.locator(".turn").first).to_have_attribute("data-status", "completed")
+    first_id = page.locator(".turn").first.get_attribute("data-response-id")
+    assert not mcp_server.seen.calls  # nothing ran before the approval
+    code = page.locator("#code").text_content()
+    assert "client.responses.create(" in code and '"require_approval": "always"' in code
+
+    request.get_by_role("button", name="Approve").click()
+    second = page.locator(".turn").nth(1)  # the approval turn follows the first
+    expect(second).to_have_attribute("data-status", "completed")
+    call = second.locator('.item[data-type="mcp_call"]')
+    expect(call).to_contain_text("-100")
+    expect(second.locator('.item[data-type="message"]')).to_contain_text(
+        "It boils at -100 degrees Celsius."
+    )
+    assert mcp_server.seen.calls == [BOILING]
+    second_id = second.get_attribute("data-response-id")
+    stored = ok(api.get(f"/v1/responses/{second_id}"))
+    assert stored["previous_response_id"] == first_id
+    # the page rendered the stream as it came: contiguous numbers, deltas before the end
+    log = [entry for entry in stream_log(page) if entry[0] >= 0]
+    kinds = [kind for _, kind in log]
+    assert kinds.count("response.created") == 2 and kinds.count("response.completed") == 2
+    last_stream = log[kinds.index("response.created", 1) :]
+    assert [n for n, _ in last_stream] == list(range(len(last_stream)))
+    assert "response.output_text.delta" in [k for _, k in last_stream]
+    assert [k for _, k in last_stream][-1] == "response.completed"
+    console.screenshot("console-playground-approval")
+
+    # the detail page shows exactly the items the API holds, in order
+    second.locator("a.response-link").click()
+    expect(page).to_have_url(f"{console.base_url}/console/responses/{second_id}")
+    expect(page.locator("#output-items .item")).to_have_count(len(stored["output"]))
+    shown = page.locator("#output-items .item").evaluate_all(
+        "nodes => nodes.map(n => [n.dataset.type, n.dataset.id])"
+    )
+    assert shown == [[i["type"], i["id"]] for i in stored["output"]]
+    inputs = ok(api.get(f"/v1/responses/{second_id}/input_items", params={"order": "asc"}))
+    shown_inputs = page.locator("#input-items .item").evaluate_all(
+        "nodes => nodes.map(n => n.dataset.type)"
+    )
+    assert shown_inputs == [i["type"] for i in inputs["data"]] == ["mcp_approval_response"]
+    expect(page.locator("#chain")).to_contain_text(first_id)
+    expect(page.locator("#chain a")).to_have_attribute("href", f"/console/responses/{first_id}")
+    expect(page.locator("#usage")).to_contain_text(str(stored["usage"]["total_tokens"]))
+    raw = json.loads(page.locator("#raw").text_content())
+    assert raw == stored
+    console.screenshot("console-response-detail")
+
+
+def failed_id(api: httpx.Client) -> str:
+    return ok(api.get("/v1/responses", params={"status": "failed", "limit": 1}))["data"][0]["id"]
+
+
+def test_responses_list_filters_by_status_and_model_and_pages(console, api, upstream):
+    upstream.script(
+        Turn(text="one"),
+        Turn(text="two"),
+        Turn(text="broken off", fail_after=1, fail_mode="error_event"),
+        Turn(text="mini answer"),
+    )
+    made = [ok(api.post("/v1/responses", json={"model": MODEL, "input": "q"})) for _ in "ab"]
+    failing = {"model": MODEL, "input": "q", "stream": True}
+    with api.stream("POST", "/v1/responses", json=failing) as streamed:
+        assert b"response.failed" in b"".join(streamed.iter_bytes())
+    mini = ok(api.post("/v1/responses", json={"model": "openai/gpt-4o-mini", "input": "q"}))
+    newest_first = [mini["id"], failed_id(api), made[1]["id"], made[0]["id"]]
+
+    page = console.open("/console/responses?limit=2")
+    rows = page.locator("#responses tbody tr")
+    expect(rows).to_have_count(2)
+    assert rows.evaluate_all("rs => rs.map(r => r.dataset.id)") == newest_first[:2]
+    expect(rows.first).to_contain_text("completed")
+    expect(rows.first).to_contain_text(str(mini["usage"]["total_tokens"]))
+    expect(rows.nth(1).locator("td.status-failed")).to_have_text("failed")
+    expect(rows.nth(1).locator("td.error")).not_to_be_empty()  # the failure's message
+    page.locator("#next-page").click()
+    expect(rows.first).to_have_attribute("data-id", newest_first[2])
+    expect(rows.nth(1)).to_have_attribute("data-id", newest_first[3])
+
+    page = console.open("/console/responses")
+    page.get_by_label("Model").fill("openai/gpt-4o-mini")
+    page.get_by_label("Model").press("Enter")
+    expect(page).to_have_url(
+        f"{console.base_url}/console/responses?status=&model=openai%2Fgpt-4o-mini"
+    )
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-id", mini["id"])
+    page.get_by_label("Model").fill("")
+    page.get_by_label("Status").select_option("failed")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(f"{console.base_url}/console/responses?status=failed&model=")
+    listed = ok(api.get("/v1/responses", params={"status": "failed", "limit": 100}))["data"]
+    shown = rows.evaluate_all("rs => rs.map(r => r.dataset.id)")
+    assert shown == [r["id"] for r in listed[:20]]
+    assert listed and all(r["status"] == "failed" for r in listed)
+    console.screenshot("console-responses-failed")
+
+
+def test_conversation_timeline_by_turn_and_metadata_editing(console, api, upstream):
+    upstream.script(Turn(text="First answer."), Turn(text="Second answer."))
+    conversation = ok(api.post("/v1/conversations", json={"metadata": {"topic": "tea"}}))
+    for question in ("first question", "second question"):
+        ok(
+            api.post(
+                "/v1/responses",
+                json={"model": MODEL, "input": question, "conversation": conversation["id"]},
+            )
+        )
+    page = console.open("/console/conversations")
+    row = page.locator(f'#conversations tr[data-id="{conversation["id"]}"]')
+    expect(row).to_contain_text('"topic":"tea"')
+    row.get_by_role("link").click()
+
+    turns = page.locator("#timeline .turn")
+    expect(turns).to_have_count(2)
+    expect(turns.nth(0)).to_contain_text("first question")
+    expect(turns.nth(0)).to_contain_text("First answer.")
+    expect(turns.nth(1)).to_contain_text("second question")
+    expect(turns.nth(1)).to_contain_text("Second answer.")
+    items = ok(api.get(f"/v1/conversations/{conversation['id']}/items", params={"order": "asc"}))
+    shown = page.locator("#timeline .item").evaluate_all("ns => ns.map(n => n.dataset.id)")
+    assert shown == [i["id"] for i in items["data"]]
+
+    page.get_by_label("Metadata (JSON object of strings)").fill('{"topic": "coffee", "n": "2"}')
+    page.get_by_role("button", name="Save metadata").click()
+    expect(page.locator("#metadata-saved")).to_have_text("Saved.")
+    stored = ok(api.get(f"/v1/conversations/{conversation['id']}"))
+    assert stored["metadata"] == {"topic": "coffee", "n": "2"}
+
+    page.get_by_label("Metadata (JSON object of strings)").fill('{"topic": 3}')
+    page.get_by_role("button", name="Save metadata").click()
+    expect(page.locator("#notice")).to_contain_text("metadata")  # the API's 400, shown
+    assert ok(api.get(f"/v1/conversations/{conversation['id']}"))["metadata"]["topic"] == "coffee"
+
+
+@pytest.fixture
+def authed_loom(loom_env, tmp_path):
+    with run_loom(authed_env(loom_env, tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")) as s:
+        yield s
+
+
+def test_with_auth_on_an_owner_sees_only_their_objects(chromium, authed_loom, upstream):
+    upstream.default = Turn(text="alice's secret answer")
+    with http(authed_loom, ALICE_KEY) as alice:
+        secret = ok(alice.post("/v1/responses", json={"model": MODEL, "input": "secret"}))
+        conversation = ok(alice.post("/v1/conversations", json={"metadata": {"owner": "alice"}}))
+    console = ConsolePage(chromium, authed_loom.url)
+    try:
+        page = console.open("/console/responses")  # the page itself needs no key
+        expect(page.locator("#notice")).to_contain_text("401")
+        expect(page.locator("#notice")).to_contain_text("Enter an API key")
+
+        page.get_by_label("API key").fill(BOB_KEY)
+        page.get_by_label("API key").press("Enter")
+        expect(page.locator("#app")).to_contain_text("No responses yet")
+        assert page.get_by_label("API key").input_value() == BOB_KEY
+        page = console.open(f"/console/responses/{secret['id']}")
+        expect(page.locator("#notice")).to_contain_text("404")
+        expect(page.locator("#app")).not_to_contain_text("alice's secret answer")
+        page = console.open(f"/console/conversations/{conversation['id']}")
+        expect(page.locator("#notice")).to_contain_text("404")
+        page = console.open("/console/conversations")
+        expect(page.locator("#app")).to_contain_text("No conversations yet")
+
+        page = console.open(f"/console/responses/{secret['id']}", key=ALICE_KEY)
+        expect(page.locator("#output-items")).to_contain_text("alice's secret answer")
+        page = console.open("/console/conversations")
+        expect(page.locator(f'#conversations tr[data-id="{conversation["id"]}"]')).to_be_visible()
+        assert console.foreign_requests() == []
+        assert console.errors == []
+    finally:
+        console.close()
