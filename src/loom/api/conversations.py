@@ -99,9 +99,7 @@ async def list_conversations(
 ):
     """The caller's conversations, newest first by default (a Loom addition: OpenAI has
     no list; the console uses it)."""
-    rows, has_more = await svc.stores.conversations.list(
-        who, after=after, limit=limit, order=order
-    )
+    rows, has_more = await svc.stores.conversations.list(who, after=after, limit=limit, order=order)
     return page_of(rows, has_more)
 
 

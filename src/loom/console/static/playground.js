@@ -23,7 +23,7 @@ function form(models) {
         '{"type": "object", "properties": {}}'))),
     el("fieldset", {}, el("legend", {}, "MCP server (optional)"),
       field("mcp-url", "Server URL", el("input", { id: "mcp-url", type: "url",
-        placeholder: "http://127.0.0.1:8001/mcp" })),
+        placeholder: "the MCP server's Streamable HTTP or SSE URL" })),
       field("mcp-label", "Label", el("input", { id: "mcp-label", value: "tools" })),
       field("mcp-approval", "Approval", el("select", { id: "mcp-approval" },
         el("option", { value: "never" }, "never ask"),
