@@ -10,6 +10,8 @@ answer is pre-serialized bytes, so it costs next to nothing per request:
   event is written as its own HTTP chunk. Every chunk that carries `content` carries a
   non-empty one, so the first `"content":"` in the stream is the first token.
 - `POST /v1/chat/completions` otherwise: one `chat.completion` with the same text.
+- a streamed request that offers `tools` gets a call to its first tool instead (arguments
+  `{"step": N}`, N = the tool messages so far), so a client can drive a tool-call chain.
 - `GET /v1/models`: a single model, `bench-model`.
 """
 
@@ -107,12 +109,28 @@ def _content_length(head: bytes) -> int:
     return 0
 
 
-def _wants_stream(body: bytes) -> bool:
+def _parse(body: bytes) -> dict:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return False
-    return isinstance(parsed, dict) and parsed.get("stream") is True
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _tool_call_parts(request: dict) -> list[bytes]:
+    """A streamed call to the request's first tool, numbered by the tool results so far."""
+    step = sum(1 for m in request.get("messages") or () if m.get("role") == "tool")
+    name = request["tools"][0]["function"]["name"]
+    call = {"index": 0, "id": f"call_{step}", "type": "function"}
+    chunks = [
+        _chunk({"role": "assistant", "tool_calls": [{**call, "function": {"name": name}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"step": '}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": f"{step}}}"}}]}),
+        _chunk({}, "tool_calls"),
+        {**_chunk({}), "choices": [], "usage": USAGE},
+    ]
+    events = [b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chunks]
+    return [STREAM_PARTS[0], *(_http_chunk(e) for e in events), *STREAM_PARTS[-2:]]
 
 
 class FakeUpstream(asyncio.Protocol):
@@ -148,9 +166,12 @@ class FakeUpstream(asyncio.Protocol):
         assert self.transport is not None
         method, path = request_line[0], request_line[1] if len(request_line) > 1 else b""
         if method == b"POST" and path == b"/v1/chat/completions":
+            request = _parse(body)
             if not body:
                 self.transport.write(BAD_REQUEST)
-            elif _wants_stream(body):
+            elif request.get("stream") is True and request.get("tools"):
+                self.transport.write(b"".join(_tool_call_parts(request)))
+            elif request.get("stream") is True:
                 for part in STREAM_PARTS:
                     self.transport.write(part)
             else:

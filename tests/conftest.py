@@ -47,6 +47,7 @@ def loom_env(upstream_server, tmp_path_factory) -> dict[str, str]:
         "OPENAI_BASE_URL": f"{server.url}/v1",
         "LOOM_DB_URL": f"sqlite+aiosqlite:///{db}",
         "LOOM_LOCAL_MODELS": "off",
+        "LOOM_DATA_DIR": str(db.parent),
         # The MCP test servers listen on loopback, which the URL guard refuses by default.
         "LOOM_MCP_ALLOW": "127.0.0.0/8,::1",
     }

@@ -10,7 +10,17 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom import __version__
-from loom.api import admin_keys, chat, conversations, embeddings, health, models, responses
+from loom.api import (
+    admin_keys,
+    chat,
+    conversations,
+    embeddings,
+    health,
+    models,
+    responses,
+    responses_extra,
+    responses_ws,
+)
 from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
 from loom.config import Settings
@@ -114,7 +124,17 @@ def build_app(settings: Settings) -> FastAPI:
         default_response_class=OrjsonResponse,
     )
     _install_error_handlers(app)
-    for module in (models, chat, embeddings, health, responses, conversations, admin_keys):
+    for module in (
+        models,
+        chat,
+        embeddings,
+        health,
+        responses_extra,
+        responses,
+        responses_ws,
+        conversations,
+        admin_keys,
+    ):
         app.include_router(module.router, prefix="/v1")
     mount_console(app)
     app.add_middleware(TestIdMiddleware)

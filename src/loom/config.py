@@ -37,6 +37,9 @@ class ProviderSettings(_Strict):
     models: list[str] | None = None
     timeout: float = 600.0
     connect_timeout: float = 10.0
+    # How `custom` tools reach this endpoint: as a function with one string parameter (any
+    # endpoint), or natively as chat `custom` tools with their grammar (OpenAI).
+    custom_tools: Literal["function", "native"] = "function"
 
     @field_validator("name")
     @classmethod
@@ -162,13 +165,26 @@ class Settings(_Strict):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     mcp_guard: McpGuardSettings = Field(default_factory=McpGuardSettings)
+    # The AES-256-GCM key that seals compaction items (32 bytes, base64url). Without one,
+    # Loom generates a key on first use and keeps it in `<data_dir>/compaction.key`.
+    compaction_key: str | None = Field(default=None, repr=False)
+    data_dir: str = ""  # "" → the user's data dir (platformdirs)
+    # WebSocket mode on GET /v1/responses: off answers the upgrade with 426 (clients fall
+    # back to HTTP); at most this many open connections, each open at most this long.
+    websocket_enabled: bool = True
+    websocket_max_connections: int = Field(default=256, ge=1)
+    websocket_max_age: float = Field(default=3600.0, gt=0)
 
     def provider(self, name: str) -> ProviderSettings | None:
         return next((p for p in self.providers if p.name == name), None)
 
 
+def default_data_dir() -> Path:
+    return Path(user_data_dir("loom", appauthor=False))
+
+
 def default_db_url() -> str:
-    data_dir = Path(user_data_dir("loom", appauthor=False))
+    data_dir = default_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite+aiosqlite:///{data_dir / 'loom.db'}"
 
@@ -182,6 +198,11 @@ _ENV_FIELDS = {
     "LOOM_RECORDINGS_DIR": "recordings_dir",
     "LOOM_MCP_TIMEOUT": "mcp_timeout",
     "LOOM_MAX_TOOL_ITERATIONS": "max_tool_iterations",
+    "LOOM_WEBSOCKET_ENABLED": "websocket_enabled",
+    "LOOM_COMPACTION_KEY": "compaction_key",
+    "LOOM_DATA_DIR": "data_dir",
+    "LOOM_WEBSOCKET_MAX_CONNECTIONS": "websocket_max_connections",
+    "LOOM_WEBSOCKET_MAX_AGE": "websocket_max_age",
 }
 
 

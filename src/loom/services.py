@@ -18,6 +18,7 @@ class Services:
     models: ModelRegistry
     stores: Stores
     turns: TurnRunner = field(default_factory=TurnRunner)
+    websockets_open: int = 0  # WebSocket-mode connections, against their configured limit
     keys: KeyRing | None = None  # set by the app once it knows whether auth is on
     url_policy: UrlPolicy = field(init=False)
 

@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from fastapi.routing import APIWebSocketRoute
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from loom.app import build_app
 from loom.config import load_settings
@@ -74,6 +78,12 @@ def registered_routes() -> list[tuple[str, str]]:
             else [route]
         )
         for ctx in contexts:
+            original = getattr(ctx, "original_route", ctx)
+            if isinstance(original, APIWebSocketRoute):
+                # FastAPI leaves an included websocket route's effective path empty; every
+                # router is mounted under /v1.
+                out.append(("WEBSOCKET", ctx.path or f"/v1{original.path}"))
+                continue
             methods = getattr(ctx, "methods", None) or {type(ctx).__name__}
             out.extend((m, ctx.path) for m in sorted(methods) if m != "HEAD")
     return out
@@ -249,6 +259,46 @@ def p_input_items(a, alice, bob):
     same_as_missing(lambda i: bob.get(f"/v1/responses/{i}/input_items"), a.response["id"])
 
 
+def p_input_tokens(a, alice, bob):
+    for field, real in (
+        ("previous_response_id", a.response["id"]),
+        ("conversation", a.conversation_id),
+    ):
+        theirs = same_as_missing(
+            lambda i, field=field: bob.post(
+                "/v1/responses/input_tokens", json={"model": MODEL, "input": "x", field: i}
+            ),
+            real,
+        )
+        assert theirs.status_code == 404
+
+
+def p_compact(a, alice, bob):
+    theirs = same_as_missing(
+        lambda i: bob.post(
+            "/v1/responses/compact", json={"model": MODEL, "previous_response_id": i}
+        ),
+        a.response["id"],
+    )
+    assert theirs.status_code == 404
+
+
+def p_websocket(a, alice, bob):
+    """Over a socket, bob continuing alice's response gets the error of a missing id."""
+    url = str(bob.base_url).replace("http://", "ws://").rstrip("/") + "/v1/responses"
+    headers = {"Authorization": bob.headers["Authorization"]}
+    with connect(url, additional_headers=headers, open_timeout=10) as socket:
+
+        def continue_from(some_id: str) -> str:
+            create = {"type": "response.create", "model": MODEL, "input": "x"}
+            socket.send(orjson.dumps({**create, "previous_response_id": some_id}).decode())
+            return socket.recv(timeout=30)
+
+        theirs, missing = continue_from(a.response["id"]), continue_from("missing_0000")
+    assert orjson.loads(theirs)["error"]["code"] == "previous_response_not_found"
+    assert theirs.replace(a.response["id"], "ID") == missing.replace("missing_0000", "ID")
+
+
 def p_create_conversation(a, alice, bob):
     made = ok(bob.post("/v1/conversations", json={}))
     same_as_missing(lambda i: alice.get(f"/v1/conversations/{i}"), made["id"])
@@ -343,6 +393,9 @@ def p_delete_completion(a, alice, bob):
 
 PROBES: dict[tuple[str, str], Callable[[Alices, httpx.Client, httpx.Client], None]] = {
     ("POST", "/v1/responses"): p_create_response,
+    ("POST", "/v1/responses/input_tokens"): p_input_tokens,
+    ("POST", "/v1/responses/compact"): p_compact,
+    ("WEBSOCKET", "/v1/responses"): p_websocket,
     ("GET", "/v1/responses/{response_id}"): p_get_response,
     ("DELETE", "/v1/responses/{response_id}"): p_delete_response,
     ("GET", "/v1/responses"): p_list_responses,
@@ -383,6 +436,11 @@ def test_route_needs_a_key(world, route):
             answer = anonymous.get(CONSOLE[route], follow_redirects=True)
         assert answer.status_code == 200
         assert answer.headers["content-type"].startswith(("text/html", "text/css"))
+        return
+    if method == "WEBSOCKET":  # the upgrade is refused before the socket opens
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"ws://127.0.0.1:{server.port}{path}", open_timeout=10)
+        assert refused.value.response.status_code == 403
         return
     concrete = path.replace("{model_id:path}", "m").replace("{", "").replace("}", "")
     with http(server, None) as anonymous:

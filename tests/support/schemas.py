@@ -59,11 +59,14 @@ def _spec_item_types() -> frozenset[str]:
 
 
 def _spec_view(response: dict[str, Any]) -> dict[str, Any]:
-    """The spec models only message/function/reasoning items and function tools; items of
-    other kinds (MCP, file search) are checked by the SDK types alone."""
+    """The spec models only message/function/reasoning items, function tools and function
+    tool choices; other kinds (MCP, file search, custom) are checked by the SDK types alone."""
     view = copy.deepcopy(response)
     view["output"] = [i for i in view["output"] if i.get("type") in _spec_item_types()]
     view["tools"] = [t for t in view["tools"] if t.get("type") == "function"]
+    choice = view.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") not in ("function", "allowed_tools"):
+        view["tool_choice"] = "required"  # custom / MCP choices: checked by the SDK types
     return view
 
 

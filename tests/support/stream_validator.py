@@ -6,7 +6,8 @@ Used by every streaming test. It checks:
   event (`response.completed`, `response.incomplete` or `response.failed`) at the end;
 - each item: `output_item.added` → its inner events → `output_item.done`, never
   interleaved, output indexes in order; message and reasoning content-part events around
-  their deltas; function / MCP argument deltas before their `done`;
+  their deltas (reasoning: summary parts too); function / MCP argument deltas before
+  their `done`; custom tool input deltas before `custom_tool_call_input.done`;
 - concatenated deltas equal the `done` text, the item in `output_item.done`, and the
   item in the final Response's `output`;
 - every event parses as the `openai` SDK's event type and validates against the Open
@@ -132,32 +133,11 @@ def _deltas(inner: list[dict[str, Any]], suffix: str) -> str:
 
 def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, Any]]) -> None:
     kind = item["type"]
-    if kind in ("message", "reasoning"):
-        delta, done = (
-            ("response.output_text.delta", "response.output_text.done")
-            if kind == "message"
-            else ("response.reasoning_text.delta", "response.reasoning_text.done")
-        )
-        _check(
-            types[0] == "response.content_part.added",
-            f"{kind} must start with content_part.added: {types}",
-        )
-        _check(
-            types[-1] == "response.content_part.done",
-            f"{kind} must end with content_part.done: {types}",
-        )
-        _check(types[-2] == done, f"{kind} needs {done} before content_part.done: {types}")
-        middle = types[1:-2]
-        _check(
-            len(middle) >= 1 and all(t == delta for t in middle),
-            f"{kind} needs one or more {delta}: {types}",
-        )
-        text = "".join(e["delta"] for e in inner[1:-2])
-        _check(
-            inner[-2]["text"] == text, f"{kind}: deltas {text!r} != done text {inner[-2]['text']!r}"
-        )
-        _check(inner[-1]["part"]["text"] == text, f"{kind}: content_part.done text differs")
-        _check(item["content"][0]["text"] == text, f"{kind}: item text differs from deltas")
+    if kind == "message":
+        _check_part(item, types, inner, "output_text")
+        _check(item["content"][0]["text"] == inner[-2]["text"], "message: item text differs")
+    elif kind == "reasoning":
+        _check_reasoning(item, types, inner)
     elif kind in ("function_call", "mcp_call"):
         delta, done = f"response.{kind}_arguments.delta", f"response.{kind}_arguments.done"
         _check(done in types, f"{kind} lacks {done}: {types}")
@@ -178,6 +158,14 @@ def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, A
                 types[-1] in ("response.mcp_call.completed", "response.mcp_call.failed"),
                 f"mcp_call must end completed or failed: {types}",
             )
+    elif kind == "custom_tool_call":
+        delta = "response.custom_tool_call_input.delta"
+        done = "response.custom_tool_call_input.done"
+        _check(types[-1:] == [done], f"custom_tool_call must end with {done}: {types}")
+        _check(all(t == delta for t in types[:-1]), f"custom_tool_call events: {types}")
+        text = _deltas(inner[:-1], "_input.delta")
+        _check(inner[-1]["input"] == text, "custom_tool_call: input deltas != done input")
+        _check(item["input"] == text, "custom_tool_call: item input differs from deltas")
     elif kind == "mcp_list_tools":
         _check(
             types[:1] == ["response.mcp_list_tools.in_progress"], f"mcp_list_tools events: {types}"
@@ -187,3 +175,67 @@ def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, A
             in (["response.mcp_list_tools.completed"], ["response.mcp_list_tools.failed"]),
             f"mcp_list_tools events: {types}",
         )
+
+
+_PART_EVENTS = {
+    # part kind → (opening event, delta event, done event, closing event)
+    "output_text": (
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+    ),
+    "reasoning_text": (
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+    ),
+    "summary_text": (
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+    ),
+}
+
+
+def _check_part(item: dict[str, Any], types: list[str], inner: list[dict[str, Any]], kind: str):
+    """One part: opened, one or more deltas, its done text, closed; the texts agree."""
+    added, delta, done, closed = _PART_EVENTS[kind]
+    name = f"{item['type']} {kind}"
+    _check(len(types) >= 4 and types[0] == added, f"{name} must start with {added}: {types}")
+    _check(types[-1] == closed, f"{name} must end with {closed}: {types}")
+    _check(types[-2] == done, f"{name} needs {done} before {closed}: {types}")
+    _check(all(t == delta for t in types[1:-2]), f"{name} needs one or more {delta}: {types}")
+    text = "".join(e["delta"] for e in inner[1:-2])
+    _check(inner[-2]["text"] == text, f"{name}: deltas {text!r} != done text {inner[-2]['text']!r}")
+    _check(inner[-1]["part"]["text"] == text, f"{name}: part done text differs")
+    return text
+
+
+def _check_reasoning(item: dict[str, Any], types: list[str], inner: list[dict[str, Any]]) -> None:
+    """A reasoning item: summary parts and at most one reasoning-text part, each whole."""
+    texts, summaries, i = [], [], 0
+    while i < len(types):
+        kind = "summary_text" if types[i] == "response.reasoning_summary_part.added" else None
+        kind = kind or ("reasoning_text" if types[i] == "response.content_part.added" else None)
+        _check(kind is not None, f"reasoning: unexpected {types[i]}: {types}")
+        end = types.index(_PART_EVENTS[kind][3], i) + 1
+        text = _check_part(item, types[i:end], inner[i:end], kind)
+        if kind == "summary_text":
+            _check(
+                all(e["summary_index"] == len(summaries) for e in inner[i:end]),
+                f"reasoning: summary_index out of order: {types}",
+            )
+            summaries.append(text)
+        else:
+            texts.append(text)
+        i = end
+    _check(len(texts) <= 1, f"reasoning: more than one reasoning_text part: {types}")
+    content = [{"type": "reasoning_text", "text": t} for t in texts]
+    _check((item.get("content") or []) == content, "reasoning: item content differs from deltas")
+    _check(
+        [s["text"] for s in item.get("summary") or []] == summaries,
+        "reasoning: item summary differs from the summary deltas",
+    )

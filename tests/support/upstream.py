@@ -32,7 +32,9 @@ class Turn:
 
     text: str = ""
     tool_calls: list[tuple[str, Any]] = field(default_factory=list)
+    custom_calls: list[tuple[str, str]] = field(default_factory=list)  # native: name, input
     reasoning: str = ""
+    reasoning_details: list[dict[str, Any]] = field(default_factory=list)  # OpenRouter's form
     finish_reason: str | None = None
     prompt_tokens: int = 11
     completion_tokens: int = 7
@@ -63,6 +65,7 @@ def turn_chunks(turn: Turn, model: str, include_usage: bool) -> list[dict[str, A
 
     chunks = [chunk({"role": "assistant", "content": ""})]
     chunks += [chunk({"reasoning_content": p}) for p in _text_pieces(turn.reasoning, 1)]
+    chunks += [chunk({"reasoning_details": [d]}) for d in turn.reasoning_details]
     chunks += [chunk({"content": p}) for p in _text_pieces(turn.text, turn.chunk_size)]
     for index, (name, args) in enumerate(turn.tool_calls):
         arguments = args if isinstance(args, str) else json.dumps(args)
@@ -86,7 +89,16 @@ def turn_chunks(turn: Turn, model: str, include_usage: bool) -> list[dict[str, A
             chunks.append(
                 chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
             )
-    finish = turn.finish_reason or ("tool_calls" if turn.tool_calls else "stop")
+    for offset, (name, text) in enumerate(turn.custom_calls):
+        index = len(turn.tool_calls) + offset
+        call_id = f"call_{hashlib.sha1(f'{cid}{index}'.encode()).hexdigest()[:12]}"
+        start = {"index": index, "id": call_id, "type": "custom"}
+        chunks.append(chunk({"tool_calls": [{**start, "custom": {"name": name, "input": ""}}]}))
+        half = len(text) // 2
+        for piece in (text[:half], text[half:]):
+            chunks.append(chunk({"tool_calls": [{"index": index, "custom": {"input": piece}}]}))
+    calls = turn.tool_calls or turn.custom_calls
+    finish = turn.finish_reason or ("tool_calls" if calls else "stop")
     chunks.append(chunk({}, finish))
     if include_usage:
         chunks.append(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -12,21 +13,28 @@ from loom.api.includes import includes
 from loom.api.json import OrjsonResponse
 from loom.api.pages import page_of
 from loom.api.sse import sse_response, typed_event_bytes
+from loom.engine.events import Event
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
-from loom.engine.turn_runner import turn_saver
-from loom.engine.turn_setup import prepare_turn
+from loom.engine.turn_runner import Persist, turn_saver
+from loom.engine.turn_setup import PreparedTurn, prepare_turn
+from loom.engine.warmup import warmup_turn
 from loom.errors import NotFoundError
 from loom.services import Services
 
 router = APIRouter()
 
 
-@router.post("/responses", openapi_extra=openapi_body(CreateResponse))
-async def create_response(
-    request: Request, svc: Services = Depends(services), who: str = Depends(owner)
-):
-    req, _ = await parse_body(request, CreateResponse)
+async def begin_turn(
+    svc: Services,
+    who: str,
+    req: CreateResponse,
+    *,
+    history: list[dict[str, Any]] | None = None,
+    generate: bool = True,
+) -> tuple[PreparedTurn, AsyncIterator[Event], Persist]:
+    """Set a turn up: its events (not started yet) and how it is saved. Shared by HTTP
+    and WebSocket, so both run the same turn the same way."""
     prepared = await prepare_turn(
         req,
         owner=who,
@@ -34,9 +42,19 @@ async def create_response(
         models=svc.models,
         stores=svc.stores,
         url_policy=svc.url_policy,
+        history=history,
     )
     persist = turn_saver(svc.stores, who, prepared, req.store)
-    events = run_turn(prepared.turn)
+    events = run_turn(prepared.turn) if generate else warmup_turn(prepared.turn)
+    return prepared, events, persist
+
+
+@router.post("/responses", openapi_extra=openapi_body(CreateResponse))
+async def create_response(
+    request: Request, svc: Services = Depends(services), who: str = Depends(owner)
+):
+    req, _ = await parse_body(request, CreateResponse)
+    _, events, persist = await begin_turn(svc, who, req)
     if req.stream:
         return sse_response(await svc.turns.stream(events, persist, typed_event_bytes))
     return OrjsonResponse(await svc.turns.run(events, persist))

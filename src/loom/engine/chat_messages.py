@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loom.engine.custom_calls import chat_call
 from loom.tools.mcp_tools import error_text
 
 Item = dict[str, Any]
@@ -67,30 +68,38 @@ def _denied(request: Item, answer: Item) -> list[Message]:
     ]
 
 
+def _attach(message: Message, sealed: list[dict[str, str]]) -> list[dict[str, str]]:
+    if sealed:
+        message["reasoning_details"] = sealed
+    return []
+
+
 def items_to_messages(items: list[Item]) -> list[Message]:
     messages: list[Message] = []
     approval_requests: dict[str, Item] = {}
+    sealed: list[dict[str, str]] = []  # reasoning to hand back with the next assistant turn
     for item in items:
         kind = item.get("type")
-        if kind == "message":
+        if kind == "reasoning" and item.get("encrypted_content"):
+            # Given by an upstream in OpenRouter's form; it goes back the same way.
+            sealed.append({"type": "reasoning.encrypted", "data": item["encrypted_content"]})
+        elif kind == "message":
             role = item["role"]
             if role == "assistant":
                 messages.append({"role": "assistant", "content": _text(item["content"])})
+                sealed = _attach(messages[-1], sealed)
             elif role in ("system", "developer"):
                 messages.append({"role": "system", "content": _text(item["content"])})
             else:
                 messages.append({"role": "user", "content": _user_content(item["content"])})
-        elif kind in ("function_call", "mcp_call"):
-            call = {
-                "id": item.get("call_id") or item["id"],
-                "type": "function",
-                "function": {"name": item["name"], "arguments": item.get("arguments") or ""},
-            }
+        elif kind in ("function_call", "mcp_call", "custom_tool_call"):
+            call = chat_call(item)
             last = messages[-1] if messages else None
             if last and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)
             else:
                 messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+                sealed = _attach(messages[-1], sealed)
             if kind == "mcp_call":
                 # An MCP call carries its own result; the model sees it as a tool message.
                 content = _mcp_result(item)
@@ -102,7 +111,7 @@ def items_to_messages(items: list[Item]) -> list[Message]:
             request = approval_requests.get(item.get("approval_request_id"))
             if request is not None:
                 messages.extend(_denied(request, item))
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             messages.append(
                 {
                     "role": "tool",

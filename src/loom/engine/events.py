@@ -110,3 +110,19 @@ class EventSequencer:
             output_index=output_index,
             arguments=args,
         )
+
+    def custom_input_delta(self, item_id: str, output_index: int, delta: str) -> Event:
+        return self.emit(
+            "response.custom_tool_call_input.delta",
+            item_id=item_id,
+            output_index=output_index,
+            delta=delta,
+        )
+
+    def custom_input_done(self, item_id: str, output_index: int, text: str) -> Event:
+        return self.emit(
+            "response.custom_tool_call_input.done",
+            item_id=item_id,
+            output_index=output_index,
+            input=text,
+        )

@@ -39,6 +39,8 @@ _ID_PREFIX = {
     "mcp_approval_request": "mcpr",
     "file_search_call": "fs",
     "web_search_call": "ws",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
 }
 
 
@@ -115,11 +117,26 @@ def normalize_item(raw: Any, where: str) -> Item:
         if raw.get("phase") in ("commentary", "final_answer"):
             item["phase"] = raw["phase"]
         return item
-    if kind == "function_call_output":
+    if kind == "compaction":
+        _require_str(raw, "encrypted_content", where)
+        return {
+            "type": "compaction",
+            "id": raw.get("id") or new_id("cmp"),
+            "encrypted_content": raw["encrypted_content"],
+        }
+    if kind == "compaction_trigger":
+        return {"type": "compaction_trigger"}
+    if kind == "custom_tool_call":
+        for key in ("call_id", "name", "input"):
+            _require_str(raw, key, where)
+        return {**raw, "id": raw.get("id") or new_id("ctc")}
+    if kind in ("function_call_output", "custom_tool_call_output"):
         _require_str(raw, "call_id", where)
         output = raw.get("output")
         if not isinstance(output, str | list):
             raise invalid_value(f"{where}.output", f"'{where}.output' must be a string or a list.")
+        if kind == "custom_tool_call_output":
+            return {**raw, "id": raw.get("id") or new_id("ctco")}
         return {
             **raw,
             "id": raw.get("id") or new_id("fco"),

@@ -26,6 +26,7 @@ from typing import Any
 
 from loom.engine.approvals import ApprovedCall
 from loom.engine.chat_messages import items_to_messages
+from loom.engine.custom_calls import native_custom_messages
 from loom.engine.events import Event, EventSequencer
 from loom.engine.mcp_steps import McpCall, McpSteps
 from loom.engine.model_call import ModelCallStream
@@ -75,6 +76,7 @@ class Turn:
     mcp_timeout: float = 30.0
     # How the turn reaches its MCP servers; `prepare_turn` binds the app's URL guard policy.
     connect_mcp: ConnectMcp = McpClients
+    prelude: list[dict[str, Any]] = field(default_factory=list)  # e.g. a compaction item
 
 
 def _snapshot(response: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +98,7 @@ def _chat_body(
     turn: Turn, output: list[dict[str, Any]], tools_allowed: bool, first_call: bool
 ) -> dict[str, Any]:
     messages = turn.messages + items_to_messages(output) if output else turn.messages
+    messages = native_custom_messages(messages, turn.toolset)
     body: dict[str, Any] = {
         "model": turn.model.model,
         "messages": messages,
@@ -193,6 +196,10 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
         seq.response_event("response.created", _snapshot(response)),
         seq.response_event("response.in_progress", _snapshot(response)),
     ]
+    for item in turn.prelude:  # items decided before the turn, output first
+        held.append(seq.item_added(len(output), dict(item)))
+        output.append(item)
+        held.append(seq.item_done(len(output) - 1, item))
     try:
         try:
             async for event in mcp.list_tools():

@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from loom.engine.custom_calls import custom_input, unknown_tool_error
 from loom.engine.events import Event, EventSequencer
 from loom.engine.ids import new_id
+from loom.engine.reasoning_parts import ReasoningParts
 from loom.tools.mcp_tools import McpServer
 from loom.tools.toolset import ToolSet
 
@@ -25,10 +27,11 @@ Item = dict[str, Any]
 
 @dataclass
 class _OpenItem:
-    kind: str  # "reasoning" | "message" | "call"
+    kind: str  # "reasoning" | "message" | "call" | "custom" | "custom_raw" (native custom)
     item: Item
     output_index: int
     parts: list[str] = field(default_factory=list)
+    reasoning: ReasoningParts | None = None
 
 
 @dataclass
@@ -89,8 +92,7 @@ class ModelCallStream:
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             events.append(self._seq.part_added(item["id"], opened.output_index, 0, part))
         elif kind == "reasoning":
-            part = {"type": "reasoning_text", "text": ""}
-            events.append(self._seq.part_added(item["id"], opened.output_index, 0, part))
+            opened.reasoning = ReasoningParts(self._seq, item, opened.output_index)
         self._open = opened
         return opened
 
@@ -107,11 +109,20 @@ class ModelCallStream:
             events.append(self._seq.part_done(item["id"], index, 0, part))
             item["content"] = [part]
             self.text += text
-        elif opened.kind == "reasoning":
-            part = {"type": "reasoning_text", "text": text}
-            events.append(self._seq.reasoning_done(item["id"], index, text))
-            events.append(self._seq.part_done(item["id"], index, 0, part))
-            item["content"] = [part]
+        elif opened.reasoning is not None:
+            opened.reasoning.close(events)
+        elif opened.kind == "custom_raw":
+            item["input"] = text
+            events.append(self._seq.custom_input_done(item["id"], index, text))
+            self.calls.append(ToolCall(item, index))
+        elif opened.kind == "custom":
+            # The upstream streams `{"input": ...}` JSON; the item carries the string itself.
+            value = custom_input(text)
+            item["input"] = value
+            if value:
+                events.append(self._seq.custom_input_delta(item["id"], index, value))
+            events.append(self._seq.custom_input_done(item["id"], index, value))
+            self.calls.append(ToolCall(item, index))
         else:
             item["arguments"] = text
             events.append(self._seq.arguments_done(item["type"], item["id"], index, text))
@@ -129,7 +140,9 @@ class ModelCallStream:
             delta = choice.get("delta") or {}
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if reasoning:
-                self._reasoning(reasoning, events)
+                self._reasoning_parts(events, for_text=True).text(reasoning, events)
+            for detail in delta.get("reasoning_details") or ():
+                self._reasoning_detail(detail, events)
             content = delta.get("content")
             if content:
                 self._content(content, events)
@@ -139,9 +152,12 @@ class ModelCallStream:
                 self.finish_reason = choice["finish_reason"]
         return events
 
-    def _reasoning(self, text: str, events: list[Event]) -> None:
+    def _reasoning_parts(self, events: list[Event], for_text: bool = False) -> ReasoningParts:
+        """The open reasoning item's parts; a new item if none is open, or if text comes
+        after the open item's text part was closed by a summary."""
         opened = self._open
-        if opened is None or opened.kind != "reasoning":
+        parts = opened.reasoning if opened is not None else None
+        if parts is None or (for_text and parts.text_closed):
             item = {
                 "type": "reasoning",
                 "id": new_id("rs"),
@@ -149,9 +165,20 @@ class ModelCallStream:
                 "content": [],
                 "status": "in_progress",
             }
-            opened = self._open_item("reasoning", item, events)
-        opened.parts.append(text)
-        events.append(self._seq.reasoning_delta(opened.item["id"], opened.output_index, text))
+            parts = self._open_item("reasoning", item, events).reasoning
+        return parts
+
+    def _reasoning_detail(self, detail: Any, events: list[Event]) -> None:
+        """One `reasoning_details` entry (OpenRouter's format)."""
+        if not isinstance(detail, dict):
+            return
+        kind = detail.get("type")
+        if kind == "reasoning.text" and detail.get("text"):
+            self._reasoning_parts(events, for_text=True).text(detail["text"], events)
+        elif kind == "reasoning.summary" and detail.get("summary"):
+            self._reasoning_parts(events).summary(detail["summary"], events)
+        elif kind == "reasoning.encrypted" and isinstance(detail.get("data"), str):
+            self._reasoning_parts(events).encrypted.append(detail["data"])
 
     def _content(self, text: str, events: list[Event]) -> None:
         opened = self._open
@@ -169,21 +196,35 @@ class ModelCallStream:
 
     def _tool_call(self, call: dict[str, Any], events: list[Event]) -> None:
         index = call.get("index", 0)
-        function = call.get("function") or {}
+        # A native custom call (`custom_tools: native`) streams `custom.input`, raw text.
+        function = call.get("function") or call.get("custom") or {}
         if index not in self._calls_by_index:
             self._calls_by_index[index] = self._start_call(call, function, events)
         opened = self._calls_by_index[index]
         if opened is None:  # over the call budget: dropped
             return
-        arguments = function.get("arguments")
+        arguments = function.get("arguments") or function.get("input")
         if arguments and isinstance(opened, McpCallDraft):
             opened.parts.append(arguments)
         elif arguments:
             if opened is not self._open:
                 # A late delta for a call already closed cannot be streamed any more.
-                opened.item["arguments"] += arguments
+                if opened.kind == "custom":
+                    opened.item["input"] = custom_input(
+                        "".join(opened.parts) + arguments, opened.item["input"]
+                    )
+                elif opened.kind == "custom_raw":
+                    opened.item["input"] += arguments
+                else:
+                    opened.item["arguments"] += arguments
                 return
             opened.parts.append(arguments)
+            if opened.kind == "custom":
+                return  # its input is sent whole when the call closes
+            if opened.kind == "custom_raw":
+                item_id, output_index = opened.item["id"], opened.output_index
+                events.append(self._seq.custom_input_delta(item_id, output_index, arguments))
+                return
             events.append(
                 self._seq.arguments_delta(
                     opened.item["type"], opened.item["id"], opened.output_index, arguments
@@ -204,14 +245,26 @@ class ModelCallStream:
             draft = McpCallDraft(*mcp)
             self.mcp_calls.append(draft)
             return draft
+        call_id = call.get("id") or new_id("call")
+        route = self._toolset.route(name)
+        if route is not None and route.kind == "unknown":
+            raise unknown_tool_error(route)
+        if route is not None and route.kind == "custom":
+            item = {"type": "custom_tool_call", "id": new_id("ctc"), "call_id": call_id}
+            if route.namespace:
+                item["namespace"] = route.namespace
+            item.update(name=route.name, input="", status="in_progress")
+            return self._open_item("custom_raw" if route.native else "custom", item, events)
         item = {
             "type": "function_call",
             "id": new_id("fc"),
-            "call_id": call.get("id") or new_id("call"),
-            "name": name,
+            "call_id": call_id,
+            "name": route.name if route else name,
             "arguments": "",
             "status": "in_progress",
         }
+        if route is not None and route.namespace:
+            item["namespace"] = route.namespace
         return self._open_item("call", item, events)
 
     def finish(self) -> list[Event]:

@@ -124,6 +124,20 @@ class TurnRunner:
         """Start the turn in a background task; `serialize` frames each event for the wire.
         Waits for the first event, so an error before the stream starts is raised here,
         where it can still become an HTTP error."""
+        first, queue = await self._start(events, persist, serialize)
+        return self._drain(first, queue)
+
+    async def frames(
+        self, events: AsyncIterator[Event], persist: Persist, serialize: Callable[[Event], Any]
+    ) -> AsyncIterator[Any]:
+        """Like `stream`, but one frame per event, never joined: a WebSocket sends each
+        event as a message of its own."""
+        first, queue = await self._start(events, persist, serialize)
+        return self._each(first, queue)
+
+    async def _start(
+        self, events: AsyncIterator[Event], persist: Persist, serialize: Callable[[Event], Any]
+    ) -> tuple[Any, asyncio.Queue]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         task = asyncio.create_task(self._produce(events, persist, serialize, queue))
         self._tasks.add(task)
@@ -131,7 +145,13 @@ class TurnRunner:
         first = await queue.get()
         if isinstance(first, BaseException):
             raise first
-        return self._drain(first, queue)
+        return first, queue
+
+    @staticmethod
+    async def _each(first: Any, queue: asyncio.Queue) -> AsyncIterator[Any]:
+        yield first
+        while (item := await queue.get()) is not _END:
+            yield item
 
     @staticmethod
     async def _produce(

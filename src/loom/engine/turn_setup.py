@@ -9,7 +9,8 @@ from typing import Any
 
 from loom.config import Settings
 from loom.engine.approvals import approved_calls
-from loom.engine.context import build_messages, check_against_history, history_items
+from loom.engine.compaction import turn_context
+from loom.engine.context import check_against_history, history_items
 from loom.engine.ids import new_id
 from loom.engine.input_items import normalize_input
 from loom.engine.loop import Turn
@@ -29,6 +30,7 @@ class PreparedTurn:
     turn: Turn
     input_items: list[dict[str, Any]]
     conversation_id: str | None
+    history: list[dict[str, Any]]
 
 
 async def prepare_turn(
@@ -39,7 +41,10 @@ async def prepare_turn(
     models: ModelRegistry,
     stores: Stores,
     url_policy: UrlPolicy,
+    history: list[dict[str, Any]] | None = None,
 ) -> PreparedTurn:
+    """`history`, when given, is the turn's history already at hand (a WebSocket connection
+    keeps its last responses in memory); otherwise it is read from the store."""
     check_count(req.input, settings.limits.max_input_items, "input")
     check_count(req.tools, settings.limits.max_tools, "tools")
     resolved = await models.resolve(req.model)
@@ -47,15 +52,27 @@ async def prepare_turn(
     conversation_id = req.conversation_id
     if not input_items and not req.previous_response_id and not conversation_id:
         raise InvalidRequestError("'input' is required.", param="input", code="missing_required")
-    toolset = build_toolset(req.tools, req.tool_choice)
+    native_custom = getattr(resolved.provider, "native_custom_tools", False)
+    toolset = build_toolset(req.tools, req.tool_choice, native_custom=native_custom)
     await _check_mcp_urls(req.tools, url_policy, settings.mcp_timeout)
-    history = await history_items(
-        stores,
-        owner,
-        previous_response_id=req.previous_response_id,
-        conversation_id=conversation_id,
-    )
+    if history is None:
+        history = await history_items(
+            stores,
+            owner,
+            previous_response_id=req.previous_response_id,
+            conversation_id=conversation_id,
+        )
     input_items = check_against_history(input_items, history, conversation_id)
+    messages, input_items, prelude = await turn_context(
+        settings,
+        owner,
+        resolved,
+        req.instructions,
+        history,
+        input_items,
+        toolset.chat_tools,
+        getattr(req, "context_management", None),
+    )
     approved = approved_calls(history, input_items, toolset)
     reuse_listings(toolset, history + input_items)
     response = response_skeleton(
@@ -68,7 +85,8 @@ async def prepare_turn(
     turn = Turn(
         response=response,
         model=resolved,
-        messages=build_messages(req.instructions, history, input_items),
+        messages=messages,
+        prelude=prelude,
         params=chat_params(req),
         toolset=toolset,
         max_tool_calls=req.max_tool_calls,
@@ -78,7 +96,7 @@ async def prepare_turn(
         mcp_timeout=settings.mcp_timeout,
         connect_mcp=partial(McpClients, policy=url_policy),
     )
-    return PreparedTurn(turn, input_items, conversation_id)
+    return PreparedTurn(turn, input_items, conversation_id, history)
 
 
 async def _check_mcp_urls(tools: list[Any] | None, policy: UrlPolicy, timeout: float) -> None:

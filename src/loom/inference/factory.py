@@ -18,6 +18,7 @@ def build_providers(settings: Settings) -> list[Provider]:
             models=p.models,
             timeout=p.timeout,
             connect_timeout=p.connect_timeout,
+            native_custom_tools=p.custom_tools == "native",
         )
         for p in settings.providers
     ]

@@ -32,8 +32,10 @@ class OpenAICompatProvider:
         timeout: float = 600.0,
         connect_timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        native_custom_tools: bool = False,
     ):
         self.name = name
+        self.native_custom_tools = native_custom_tools  # chat `custom` tools are understood
         self.base_url = base_url.rstrip("/")
         self._static_models = list(models) if models else None
         self._listed: tuple[float, list[str] | None] | None = None

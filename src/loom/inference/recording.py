@@ -101,6 +101,7 @@ class RecordingProvider:
         self.directory = Path(directory)
         self.name = inner.name
         self.base_url = inner.base_url
+        self.native_custom_tools = getattr(inner, "native_custom_tools", False)
         self._replayed_models: list[str] | None = None
         self._recorded_models: list[str] | None = None
 

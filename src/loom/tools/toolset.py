@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loom.errors import InvalidRequestError
+from loom.tools.extra_tools import ToolRoute, offer_custom, offer_namespace, offer_unknown
 from loom.tools.mcp_tools import McpServer, chat_tool, parse_mcp_tool
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -30,6 +31,18 @@ class ToolSet:
     # From an `allowed_tools` tool_choice: server_label → the tool names it allows (None: all).
     mcp_choice: dict[str, set[str] | None] | None = None
     listed_labels: set[str] = field(default_factory=set)
+    # Chat names of namespaced, custom and unknown-typed tools → what a call to them is.
+    routes: dict[str, ToolRoute] = field(default_factory=dict)
+
+    def route(self, name: str) -> ToolRoute | None:
+        return self.routes.get(name)
+
+    def _offer(self, chat_name: str, chat_tool: dict[str, Any], route: ToolRoute, where: str):
+        if chat_name in self.function_names:
+            raise InvalidRequestError(f"Duplicate tool name '{chat_name}'.", param=f"{where}.name")
+        self.chat_tools.append(chat_tool)
+        self.function_names.add(chat_name)
+        self.routes[chat_name] = route
 
     def mcp_tool(self, name: str) -> tuple[McpServer, dict[str, Any]] | None:
         """The server that runs a model's call to `name`, if an MCP tool has that name."""
@@ -96,7 +109,15 @@ def _named(choice: dict[str, Any], names: set[str], param: str) -> str:
     return name
 
 
-def build_toolset(tools: list[dict[str, Any]] | None, tool_choice: Any) -> ToolSet:
+def chat_tool_name_of(tool: dict[str, Any]) -> str:
+    """The name of a chat tool, a `function` or a native `custom` one."""
+    return (tool.get("function") or tool.get("custom") or {}).get("name", "")
+
+
+def build_toolset(
+    tools: list[dict[str, Any]] | None, tool_choice: Any, *, native_custom: bool = False
+) -> ToolSet:
+    """`native_custom`: the upstream takes chat `custom` tools (see extra_tools)."""
     toolset = ToolSet()
     for i, raw in enumerate(tools or []):
         where = f"tools[{i}]"
@@ -118,10 +139,21 @@ def build_toolset(tools: list[dict[str, Any]] | None, tool_choice: Any) -> ToolS
                 )
             toolset.mcp_servers[server.label] = server
             toolset.echo.append(echo)
+        elif kind == "namespace":
+            for offer in offer_namespace(raw, where, native_custom):
+                toolset._offer(*offer, where)
+            toolset.echo.append(raw)
+        elif kind == "custom":
+            toolset._offer(*offer_custom(raw, where, native=native_custom), where)
+            toolset.echo.append(raw)
+        elif isinstance(kind, str):
+            # Kept and echoed; a model that calls it gets a clear failure (see extra_tools).
+            offer = offer_unknown(raw)
+            if offer is not None and offer[0] not in toolset.function_names:
+                toolset._offer(*offer, where)
+            toolset.echo.append(raw)
         else:
-            raise InvalidRequestError(
-                f"Tool type {kind!r} is not supported by this server.", param=f"{where}.type"
-            )
+            raise InvalidRequestError(f"'{where}.type' is required.", param=f"{where}.type")
     _apply_tool_choice(toolset, tool_choice)
     return toolset
 
@@ -140,9 +172,13 @@ def _apply_tool_choice(toolset: ToolSet, choice: Any) -> None:
         toolset.chat_tool_choice = choice if has_tools else None
         return
     kind = choice.get("type")
-    if kind == "function":
+    if kind in ("function", "custom"):
         name = _named(choice, toolset.function_names, "tool_choice.name")
-        toolset.chat_tool_choice = {"type": "function", "function": {"name": name}}
+        route = toolset.route(name)
+        if route is not None and route.native:
+            toolset.chat_tool_choice = {"type": "custom", "custom": {"name": name}}
+        else:
+            toolset.chat_tool_choice = {"type": "function", "function": {"name": name}}
     elif kind == "mcp":
         label = choice.get("server_label")
         if label not in toolset.mcp_servers:
@@ -169,9 +205,9 @@ def _apply_tool_choice(toolset: ToolSet, choice: Any) -> None:
         keep = {
             _named(t, toolset.function_names, f"tool_choice.tools[{i}].name")
             for i, t in enumerate(allowed)
-            if isinstance(t, dict) and t.get("type") == "function"
+            if isinstance(t, dict) and t.get("type") in ("function", "custom")
         }
-        toolset.chat_tools = [t for t in toolset.chat_tools if t["function"]["name"] in keep]
+        toolset.chat_tools = [t for t in toolset.chat_tools if chat_tool_name_of(t) in keep]
         toolset.mcp_choice = _allowed_mcp(allowed, toolset)
         toolset.chat_tool_choice = mode
     else:

@@ -133,6 +133,16 @@ class LocalProvider:
             "usage": usage,
         }
 
+    async def count_prompt_tokens(self, body: Json) -> int:
+        """The exact prompt length of a chat request, by the model's own tokenizer and chat
+        template (tool notes included), without generating anything."""
+        slot = self._slot(body.get("model"))
+        request = parse_request(body)
+        model = await slot.model()
+        loop = asyncio.get_running_loop()
+        tokens = await loop.run_in_executor(slot.executor, model.prompt_tokens, request.messages)
+        return len(tokens)
+
     async def embed(self, body: Json) -> Json:
         model = body.get("model")
         raise InvalidRequestError(
