@@ -290,3 +290,75 @@ def test_with_auth_on_an_owner_sees_only_their_objects(chromium, authed_loom, up
         assert console.errors == []
     finally:
         console.close()
+
+
+EVERY_KIND = [
+    {"type": "message", "role": "user", "content": "Where is the tea from?"},
+    {"type": "reasoning", "summary": [{"type": "summary_text", "text": "Look it up first."}]},
+    {
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "lookup_origin",
+        "arguments": '{"item": "tea"}',
+    },
+    {"type": "function_call_output", "call_id": "call_1", "output": "Assam, India"},
+    {
+        "type": "message",
+        "role": "assistant",
+        "content": [
+            {
+                "type": "output_text",
+                "text": "It comes from Assam.",
+                "annotations": [
+                    {
+                        "type": "url_citation",
+                        "url": "https://example.org/assam",
+                        "title": "Assam tea",
+                        "start_index": 0,
+                        "end_index": 5,
+                    }
+                ],
+            }
+        ],
+    },
+]
+
+
+def test_every_item_kind_renders_with_its_details(console, api):
+    conversation = ok(api.post("/v1/conversations", json={"items": EVERY_KIND}))
+    stored = ok(api.get(f"/v1/conversations/{conversation['id']}/items", params={"order": "asc"}))
+    page = console.open(f"/console/conversations/{conversation['id']}")
+    items = page.locator("#timeline .item")
+    expect(items).to_have_count(len(EVERY_KIND))
+    shown = items.evaluate_all("ns => ns.map(n => [n.dataset.type, n.dataset.id])")
+    assert shown == [[i["type"], i["id"]] for i in stored["data"]]
+    expect(items.nth(1)).to_contain_text("Look it up first.")
+    expect(items.nth(2)).to_contain_text("lookup_origin")
+    expect(items.nth(2)).to_contain_text('"item": "tea"')
+    expect(items.nth(3)).to_contain_text("output of call_1")
+    expect(items.nth(3)).to_contain_text("Assam, India")
+    expect(items.nth(4)).to_contain_text("It comes from Assam.")
+    expect(items.nth(4).locator(".annotations")).to_contain_text(
+        "url_citation: https://example.org/assam"
+    )
+    # The annotation's URL is shown as text, never fetched or linked.
+    assert console.foreign_requests() == []
+
+
+def test_keyboard_alone_reaches_and_uses_the_controls(console, upstream):
+    upstream.default = Turn(text="Typed and sent with the keyboard.")
+    page = console.open("/console/playground")
+    expect(page.locator("#composer")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.locator(".brand")).to_be_focused()
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"  # a visible focus ring
+    for _ in range(40):  # Tab on until the message box, as a keyboard user would
+        if page.evaluate("document.activeElement.id") == "message":
+            break
+        page.keyboard.press("Tab")
+    expect(page.locator("#message")).to_be_focused()
+    page.keyboard.type("hello")
+    page.keyboard.press("Enter")
+    expect(page.locator(".turn").first).to_have_attribute("data-status", "completed")
+    expect(page.locator(".turn").first).to_contain_text("Typed and sent with the keyboard.")
