@@ -14,17 +14,22 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import run_loom
-from tests.support.browser import ConsolePage
+from tests.support.browser import ConsolePage, launch_chromium
 from tests.support.keys import ALICE_KEY, BOB_KEY, authed_env, http
 from tests.support.upstream import Turn
 
-pytest_plugins = ["tests.support.mcp_server", "tests.support.browser"]
+pytest_plugins = ["tests.support.mcp_server"]
 
 MODEL = "openai/gpt-4o"
 QUESTION = "What is the boiling point of myawesomeliquid in Celsius?"
 BOILING = ("get_boiling_point", {"liquid_name": "myawesomeliquid", "celsius": True})
 FIRST_PAINT_BUDGET_MS = 300
 PAINT_TRIES = 3
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    yield from launch_chromium()
 
 
 @pytest.fixture

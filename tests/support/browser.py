@@ -38,9 +38,8 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[object]:
-    """One headless Chromium for the session."""
+def launch_chromium() -> Iterator[object]:
+    """One headless Chromium, closed when the generator ends (a session fixture's body)."""
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
         _unavailable(
             f"no Chromium at {CHROMIUM}; install Debian's `chromium` package"
