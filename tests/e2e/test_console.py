@@ -7,6 +7,8 @@ owner sees only their own objects."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -350,7 +352,7 @@ def test_every_item_kind_renders_with_its_details(console, api):
     assert console.foreign_requests() == []
 
 
-def test_keyboard_alone_reaches_and_uses_the_controls(console, upstream):
+def test_keyboard_alone_reaches_and_uses_the_controls(console, api, upstream):
     upstream.default = Turn(text="Typed and sent with the keyboard.")
     page = console.open("/console/playground")
     expect(page.locator("#composer")).to_be_visible()
@@ -367,3 +369,22 @@ def test_keyboard_alone_reaches_and_uses_the_controls(console, upstream):
     page.keyboard.press("Enter")
     expect(page.locator(".turn").first).to_have_attribute("data-status", "completed")
     expect(page.locator(".turn").first).to_contain_text("Typed and sent with the keyboard.")
+    first_id = page.locator(".turn").first.get_attribute("data-response-id")
+
+    # the next message continues the thread
+    page.keyboard.type("and again")
+    page.keyboard.press("Enter")
+    expect(page.locator(".turn").nth(1)).to_have_attribute("data-status", "completed")
+    second_id = page.locator(".turn").nth(1).get_attribute("data-response-id")
+    assert ok(api.get(f"/v1/responses/{second_id}"))["previous_response_id"] == first_id
+
+    # the SDK code shown for that request runs as it is and makes the same request
+    code = page.locator("#code").text_content()
+    assert f'previous_response_id="{first_id}"' in code
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "response.completed"
+    newest = ok(api.get("/v1/responses", params={"limit": 1}))["data"][0]
+    assert newest["previous_response_id"] == first_id and newest["id"] != second_id
