@@ -17,6 +17,7 @@ from loom.api import (
     embeddings,
     health,
     models,
+    prompts,
     responses,
     responses_extra,
     responses_ws,
@@ -134,6 +135,7 @@ def build_app(settings: Settings) -> FastAPI:
         responses_ws,
         conversations,
         admin_keys,
+        prompts,
     ):
         app.include_router(module.router, prefix="/v1")
     mount_console(app)

@@ -32,6 +32,7 @@ def serve(host: str | None, port: int | None, config: str | None) -> None:
     import uvicorn
 
     from loom.app import build_app
+    from loom.startup import stored_key_count, summary
 
     settings = _settings(config)
     if host:
@@ -43,6 +44,8 @@ def serve(host: str | None, port: int | None, config: str | None) -> None:
     except ConfigError as exc:
         click.echo(f"loom: {exc}", err=True)
         sys.exit(2)
+    click.echo(summary(settings, asyncio.run(stored_key_count(settings.db_url))))
+    sys.stdout.flush()  # before uvicorn takes over, even when stdout is a pipe
     uvicorn.run(
         app,
         host=settings.host,

@@ -40,6 +40,8 @@ class ProviderSettings(_Strict):
     # How `custom` tools reach this endpoint: as a function with one string parameter (any
     # endpoint), or natively as chat `custom` tools with their grammar (OpenAI).
     custom_tools: Literal["function", "native"] = "function"
+    # Context windows in tokens per model name, for `truncation`; else the upstream's /models.
+    context_windows: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -180,6 +182,7 @@ class Settings(_Strict):
 
 
 def default_data_dir() -> Path:
+    """Where Loom keeps its files by default (the SQLite database): the user data dir."""
     return Path(user_data_dir("loom", appauthor=False))
 
 

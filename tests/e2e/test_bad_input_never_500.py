@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.e2e.test_create_params import RESPONSES_SDK_FIELDS
 from tests.support.upstream import Turn
 
 WRONG_VALUES = [
@@ -27,35 +28,17 @@ WRONG_VALUES = [
 ]
 
 ROUTES = {
+    # Every field the SDK defines for the create routes (see test_create_params).
     "/v1/responses": (
         {"model": "openai/gpt-4o", "input": "hi"},
-        [
-            "model",
-            "input",
-            "instructions",
-            "previous_response_id",
-            "conversation",
-            "store",
-            "stream",
-            "metadata",
-            "temperature",
-            "top_p",
-            "max_output_tokens",
-            "max_tool_calls",
-            "tool_choice",
-            "tools",
-            "parallel_tool_calls",
-            "text",
-            "reasoning",
-            "include",
-            "truncation",
-            "top_logprobs",
-        ],
+        sorted(RESPONSES_SDK_FIELDS),
     ),
+    # The other chat fields go to the backend as they are; it validates them.
     "/v1/chat/completions": (
         {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
         ["model", "messages", "stream", "store", "metadata"],
     ),
+    "/v1/prompts": ({"prompt": "Hi {{name}}"}, ["prompt", "variables"]),
     "/v1/embeddings": (
         {"model": "openai/text-embedding-3-small", "input": "hi"},
         ["model", "input", "dimensions"],
@@ -102,3 +85,20 @@ def test_item_routes_with_wrong_values(client, loom_server, upstream):
             assert response.status_code < 500, (query, response.text)
             response = http.get("/v1/responses", params=query)
             assert response.status_code < 500, (query, response.text)
+
+
+def test_prompt_routes_with_wrong_values(loom_server):
+    with httpx.Client(base_url=loom_server.url, timeout=30) as http:
+        made = http.post("/v1/prompts", json={"prompt": "Hi {{name}}"}).json()
+        pid = made["prompt_id"]
+        for value in WRONG_VALUES:
+            for path, body in (
+                (f"/v1/prompts/{pid}", {"prompt": "x", "version": 1, "variables": value}),
+                (f"/v1/prompts/{pid}", {"prompt": value, "version": 1}),
+                (f"/v1/prompts/{pid}", {"prompt": "x", "version": value}),
+                (f"/v1/prompts/{pid}/set-default-version", {"version": value}),
+            ):
+                response = http.post(path, json=body)
+                assert response.status_code < 500, (path, body, response.text)
+            response = http.get(f"/v1/prompts/{pid}", params={"version": value})
+            assert response.status_code < 500, (value, response.text)

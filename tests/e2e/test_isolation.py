@@ -104,6 +104,7 @@ class Alices:
     approval_response_id: str
     approval_request_id: str
     mcp_url: str
+    prompt_id: str
 
 
 @pytest.fixture(
@@ -162,6 +163,7 @@ def alices(world, upstream, mcp_server) -> Alices:
         approval_response_id=asking["id"],
         approval_request_id=request["id"],
         mcp_url=mcp_server.http_url,
+        prompt_id=ok(alice.post("/v1/prompts", json={"prompt": "Secret {{x}}"}))["prompt_id"],
     )
 
 
@@ -230,6 +232,12 @@ def p_create_response(a: Alices, alice: httpx.Client, bob: httpx.Client) -> None
     )
     assert theirs.status_code == 404
     same_as_missing(post(tools=lambda _: tools, input=approve), a.approval_request_id)
+    # A prompt template of alice's.
+    theirs = same_as_missing(
+        post(input=lambda _: "hi", prompt=lambda i: {"id": i, "variables": {"x": "y"}}),
+        a.prompt_id,
+    )
+    assert theirs.status_code == 404 and theirs.json()["error"]["param"] == "prompt.id"
 
 
 def p_get_response(a, alice, bob):
@@ -391,6 +399,50 @@ def p_delete_completion(a, alice, bob):
     ok(alice.get(f"/v1/chat/completions/{a.completion_id}"))
 
 
+def _alices_prompt_unchanged(a: Alices, alice: httpx.Client) -> None:
+    kept = ok(alice.get(f"/v1/prompts/{a.prompt_id}"))
+    assert (kept["version"], kept["prompt"]) == (1, "Secret {{x}}")
+
+
+def p_create_prompt(a, alice, bob):
+    made = ok(bob.post("/v1/prompts", json={"prompt": "bob's"}))
+    same_as_missing(lambda i: alice.get(f"/v1/prompts/{i}"), made["prompt_id"])
+
+
+def p_list_prompts(a, alice, bob):
+    listed = ok(bob.get("/v1/prompts"))["data"]
+    assert a.prompt_id not in [p["prompt_id"] for p in listed]
+
+
+def p_get_prompt(a, alice, bob):
+    same_as_missing(lambda i: bob.get(f"/v1/prompts/{i}"), a.prompt_id)
+    same_as_missing(lambda i: bob.get(f"/v1/prompts/{i}", params={"version": 1}), a.prompt_id)
+
+
+def p_update_prompt(a, alice, bob):
+    same_as_missing(
+        lambda i: bob.post(f"/v1/prompts/{i}", json={"prompt": "bob's", "version": 1}),
+        a.prompt_id,
+    )
+    _alices_prompt_unchanged(a, alice)
+
+
+def p_prompt_versions(a, alice, bob):
+    same_as_missing(lambda i: bob.get(f"/v1/prompts/{i}/versions"), a.prompt_id)
+
+
+def p_set_default_prompt_version(a, alice, bob):
+    same_as_missing(
+        lambda i: bob.post(f"/v1/prompts/{i}/set-default-version", json={"version": 1}),
+        a.prompt_id,
+    )
+
+
+def p_delete_prompt(a, alice, bob):
+    same_as_missing(lambda i: bob.delete(f"/v1/prompts/{i}"), a.prompt_id)
+    _alices_prompt_unchanged(a, alice)
+
+
 PROBES: dict[tuple[str, str], Callable[[Alices, httpx.Client, httpx.Client], None]] = {
     ("POST", "/v1/responses"): p_create_response,
     ("POST", "/v1/responses/input_tokens"): p_input_tokens,
@@ -414,6 +466,13 @@ PROBES: dict[tuple[str, str], Callable[[Alices, httpx.Client, httpx.Client], Non
     ("GET", "/v1/chat/completions/{completion_id}"): p_get_completion,
     ("GET", "/v1/chat/completions/{completion_id}/messages"): p_completion_messages,
     ("DELETE", "/v1/chat/completions/{completion_id}"): p_delete_completion,
+    ("POST", "/v1/prompts"): p_create_prompt,
+    ("GET", "/v1/prompts"): p_list_prompts,
+    ("GET", "/v1/prompts/{prompt_id}"): p_get_prompt,
+    ("POST", "/v1/prompts/{prompt_id}"): p_update_prompt,
+    ("GET", "/v1/prompts/{prompt_id}/versions"): p_prompt_versions,
+    ("POST", "/v1/prompts/{prompt_id}/set-default-version"): p_set_default_prompt_version,
+    ("DELETE", "/v1/prompts/{prompt_id}"): p_delete_prompt,
 }
 
 

@@ -105,3 +105,60 @@ async def test_model_listing_is_cached_and_tolerates_failure():
     assert calls == ["/v1/models"]
     broken = provider(lambda r: httpx.Response(500, text="no"))
     assert await broken.list_models() is None
+
+
+async def test_context_windows_from_config_then_from_models_listing():
+    listing = {
+        "data": [
+            {"id": "vllm-model", "max_model_len": 32768},
+            {"id": "router-model", "context_length": 128000},
+            {"id": "studio-model", "max_context_length": 8192},
+            {"id": "plain-model"},
+            {"id": "odd-model", "context_window": "big"},
+        ]
+    }
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(200, json=listing)
+
+    up = OpenAICompatProvider(
+        "up",
+        "http://up/v1",
+        transport=httpx.MockTransport(handler),
+        context_windows={"plain-model": 4096, "vllm-model": 1000},
+    )
+    assert await up.context_window("vllm-model") == 1000  # configuration wins
+    assert await up.context_window("router-model") == 128000
+    assert await up.context_window("studio-model") == 8192
+    assert await up.context_window("plain-model") == 4096
+    assert await up.context_window("odd-model") is None
+    assert await up.list_models() == [m["id"] for m in listing["data"]]
+    assert calls == ["/v1/models"]  # one listing serves both
+    await up.aclose()
+
+    static = OpenAICompatProvider(
+        "up", "http://up/v1", models=["router-model"], transport=httpx.MockTransport(handler)
+    )
+    assert await static.context_window("router-model") is None
+    assert calls == ["/v1/models"]  # configured models: /models is not asked
+    await static.aclose()
+
+
+async def test_upstream_context_length_error_keeps_its_code():
+    body = {
+        "error": {
+            "message": "This model's maximum context length is 8192 tokens.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
+    up = provider(lambda request: httpx.Response(400, json=body))
+    with pytest.raises(UpstreamError) as caught:
+        await up.chat({"model": "m", "messages": []})
+    assert caught.value.status_code == 400
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.error_type == "invalid_request_error"
+    await up.aclose()

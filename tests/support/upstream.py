@@ -43,6 +43,8 @@ class Turn:
     fail_mode: str = "disconnect"  # or "error_event"
     delay: float = 0.0  # seconds before each chunk
     chunk_size: int = 1  # words per text delta
+    service_tier: str | None = None  # the tier the upstream reports having used
+    cached_tokens: int = 0  # reported in usage.prompt_tokens_details
 
 
 def _text_pieces(text: str, words: int) -> list[str]:
@@ -51,22 +53,46 @@ def _text_pieces(text: str, words: int) -> list[str]:
     return [p if i == 0 else " " + p for i, p in enumerate(pieces)] if text else []
 
 
-def turn_chunks(turn: Turn, model: str, include_usage: bool) -> list[dict[str, Any]]:
+def _logprobs(piece: str, top: int) -> dict[str, Any]:
+    """Made-up but well-formed logprobs for one text delta, as OpenAI sends them."""
+    token = {"token": piece, "bytes": list(piece.encode()), "logprob": -0.25}
+    alternatives = [
+        {"token": f"alt{i}", "bytes": list(f"alt{i}".encode()), "logprob": -1.0 - i}
+        for i in range(top)
+    ]
+    return {"content": [{**token, "top_logprobs": alternatives}], "refusal": None}
+
+
+def turn_chunks(
+    turn: Turn, model: str, include_usage: bool, top_logprobs: int | None = None
+) -> list[dict[str, Any]]:
+    """`top_logprobs` not None: the request asked for logprobs, with that many alternatives."""
     cid = f"chatcmpl-fake{next(_ids)}"
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
+    def chunk(
+        delta: dict[str, Any], finish: str | None = None, logprobs: Any = None
+    ) -> dict[str, Any]:
+        out = {
             "id": cid,
             "object": "chat.completion.chunk",
             "created": 1700000000,
             "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            "choices": [
+                {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
+            ],
         }
+        if turn.service_tier:
+            out["service_tier"] = turn.service_tier
+        return out
+
+    def text_chunk(piece: str) -> dict[str, Any]:
+        logprobs = _logprobs(piece, top_logprobs) if top_logprobs is not None else None
+        return chunk({"content": piece}, logprobs=logprobs)
 
     chunks = [chunk({"role": "assistant", "content": ""})]
     chunks += [chunk({"reasoning_content": p}) for p in _text_pieces(turn.reasoning, 1)]
     chunks += [chunk({"reasoning_details": [d]}) for d in turn.reasoning_details]
-    chunks += [chunk({"content": p}) for p in _text_pieces(turn.text, turn.chunk_size)]
+    chunks += [text_chunk(p) for p in _text_pieces(turn.text, turn.chunk_size)]
     for index, (name, args) in enumerate(turn.tool_calls):
         arguments = args if isinstance(args, str) else json.dumps(args)
         call_id = f"call_{hashlib.sha1(f'{cid}{index}'.encode()).hexdigest()[:12]}"
@@ -112,6 +138,7 @@ def turn_chunks(turn: Turn, model: str, include_usage: bool) -> list[dict[str, A
                     "prompt_tokens": turn.prompt_tokens,
                     "completion_tokens": turn.completion_tokens,
                     "total_tokens": turn.prompt_tokens + turn.completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": turn.cached_tokens},
                 },
             }
         )
@@ -142,7 +169,9 @@ def fold_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
         message["reasoning_content"] = "".join(reasoning)
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    tier = {"service_tier": chunks[0]["service_tier"]} if "service_tier" in chunks[0] else {}
     return {
+        **tier,
         "id": chunks[0]["id"],
         "object": "chat.completion",
         "created": chunks[0]["created"],
@@ -206,9 +235,20 @@ class Recordings:
 
 class FakeUpstream:
     def __init__(
-        self, models: tuple[str, ...] = ("gpt-4o", "gpt-4o-mini", "text-embedding-3-small")
+        self,
+        models: tuple[str, ...] = (
+            "gpt-4o",
+            "gpt-4o-mini",
+            "text-embedding-3-small",
+            "tiny-window",
+        ),
+        context_windows: dict[str, int] | None = None,
     ):
         self.models = list(models)
+        # What /models says of each model's context window (as vLLM, OpenRouter... do).
+        self.context_windows = (
+            {"tiny-window": 256} if context_windows is None else dict(context_windows)
+        )
         self.turns: deque[Turn] = deque()
         self.default: Turn | None = None
         self.recordings: Recordings | None = None
@@ -236,6 +276,11 @@ class FakeUpstream:
                 "object": "list",
                 "data": [
                     {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                    | (
+                        {"context_window": self.context_windows[m]}
+                        if m in self.context_windows
+                        else {}
+                    )
                     for m in self.models
                 ],
             }
@@ -301,7 +346,8 @@ class FakeUpstream:
                     },
                     status_code=turn.status,
                 )
-            chunks = turn_chunks(turn, model, include_usage or not body.get("stream"))
+            top = (body.get("top_logprobs") or 0) if body.get("logprobs") else None
+            chunks = turn_chunks(turn, model, include_usage or not body.get("stream"), top)
         if not body.get("stream"):
             return JSONResponse(fold_chunks(chunks))
         return StreamingResponse(self._stream(chunks, turn), media_type="text/event-stream")

@@ -113,6 +113,7 @@ async def _keep(
 
 @router.get("/chat/completions")
 async def list_chat_completions(
+    request: Request,
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "asc",
@@ -120,8 +121,14 @@ async def list_chat_completions(
     svc: Services = Depends(services),
     who: str = Depends(owner),
 ):
+    # The SDK sends the `metadata` filter as `metadata[key]=value` query parameters.
+    metadata = {
+        key[len("metadata[") : -1]: value
+        for key, value in request.query_params.items()
+        if key.startswith("metadata[") and key.endswith("]")
+    }
     rows, has_more = await svc.stores.chat_completions.list(
-        who, after=after, limit=limit, order=order, model=model, metadata=None
+        who, after=after, limit=limit, order=order, model=model, metadata=metadata or None
     )
     return page_of(rows, has_more)
 
@@ -133,7 +140,7 @@ async def get_chat_completion(
     stored = await svc.stores.chat_completions.get(who, completion_id)
     if stored is None:
         raise _not_found(completion_id)
-    return stored["completion"]
+    return {**stored["completion"], "metadata": stored["metadata"] or {}}
 
 
 @router.get("/chat/completions/{completion_id}/messages")

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 from fastapi import Query, Request
 
+from loom.engine.params import INCLUDABLE
 from loom.errors import InvalidRequestError
 
-# The values the Responses API defines for `include`.
-INCLUDABLE = frozenset(
-    {
-        "file_search_call.results",
-        "web_search_call.results",
-        "web_search_call.action.sources",
-        "message.input_image.image_url",
-        "computer_call_output.output.image_url",
-        "code_interpreter_call.outputs",
-        "reasoning.encrypted_content",
-        "message.output_text.logprobs",
-    }
-)
+__all__ = ["INCLUDABLE", "includes"]
 
 
 async def includes(

@@ -145,9 +145,9 @@ async def turn_context(
     new_input: list[Item],
     tools: list[dict[str, Any]],
     context_management: Any,
-) -> tuple[list[dict[str, Any]], list[Item], list[Item]]:
-    """A turn's model messages, with compaction applied: (messages, the new input without
-    `compaction_trigger` items, the items to put first in the output)."""
+) -> tuple[list[Item], list[Item], list[Item]]:
+    """A turn's context items, with compaction applied: (the items the model is to see, the
+    new input without `compaction_trigger` items, the items to put first in the output)."""
     threshold = compaction_threshold(context_management)
     trigger = any(item.get("type") == "compaction_trigger" for item in new_input)
     if trigger:
@@ -156,10 +156,9 @@ async def turn_context(
     context = expand(settings, owner, items, len(history))
     messages = build_messages(instructions, context, [])
     if not trigger and (threshold is None or estimate_tokens(messages, tools) <= threshold):
-        return messages, new_input, []
+        return context, new_input, []
     compacted, _ = await compact(settings, owner, model, items, messages)
-    context = expand(settings, owner, compacted, len(compacted))
-    return build_messages(instructions, context, []), new_input, [compacted[-1]]
+    return expand(settings, owner, compacted, len(compacted)), new_input, [compacted[-1]]
 
 
 def compaction_threshold(context_management: Any) -> int | None:

@@ -56,24 +56,28 @@ class EventSequencer:
             part=part,
         )
 
-    def text_delta(self, item_id: str, output_index: int, delta: str) -> Event:
+    def text_delta(
+        self, item_id: str, output_index: int, delta: str, logprobs: list | None = None
+    ) -> Event:
         return self.emit(
             "response.output_text.delta",
             item_id=item_id,
             output_index=output_index,
             content_index=0,
             delta=delta,
-            logprobs=[],
+            logprobs=logprobs or [],
         )
 
-    def text_done(self, item_id: str, output_index: int, text: str) -> Event:
+    def text_done(
+        self, item_id: str, output_index: int, text: str, logprobs: list | None = None
+    ) -> Event:
         return self.emit(
             "response.output_text.done",
             item_id=item_id,
             output_index=output_index,
             content_index=0,
             text=text,
-            logprobs=[],
+            logprobs=logprobs or [],
         )
 
     def reasoning_delta(self, item_id: str, output_index: int, delta: str) -> Event:

@@ -77,6 +77,7 @@ class Turn:
     # How the turn reaches its MCP servers; `prepare_turn` binds the app's URL guard policy.
     connect_mcp: ConnectMcp = McpClients
     prelude: list[dict[str, Any]] = field(default_factory=list)  # e.g. a compaction item
+    logprobs: bool = False  # `include` asked for logprobs on output text
 
 
 def _snapshot(response: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +151,8 @@ async def _model_events(
         held.clear()
         if first is not None:
             usage.add(first.get("usage"))
+            if first.get("service_tier"):  # the tier the backend actually used
+                turn.response["service_tier"] = first["service_tier"]
             for event in call.feed(first):
                 yield event
             async for chunk in chunks:
@@ -212,7 +215,9 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
                 held.append(event)
             for iteration in range(turn.max_iterations):
                 budget = None if turn.max_tool_calls is None else turn.max_tool_calls - calls_made
-                call = ModelCallStream(seq, output, turn.toolset, budget, turn.parallel_tool_calls)
+                call = ModelCallStream(
+                    seq, output, turn.toolset, budget, turn.parallel_tool_calls, turn.logprobs
+                )
                 body = _chat_body(
                     turn,
                     output,

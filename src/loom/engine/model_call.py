@@ -32,6 +32,7 @@ class _OpenItem:
     output_index: int
     parts: list[str] = field(default_factory=list)
     reasoning: ReasoningParts | None = None
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -59,6 +60,19 @@ class McpCallDraft:
         return "".join(self.parts)
 
 
+def _logprob(entry: dict[str, Any]) -> dict[str, Any]:
+    """A chat-completions token logprob in the Responses shape (the same fields)."""
+    return {
+        "token": entry.get("token", ""),
+        "bytes": entry.get("bytes") or [],
+        "logprob": entry.get("logprob", 0.0),
+        "top_logprobs": [
+            {"token": t.get("token", ""), "bytes": t.get("bytes") or [], "logprob": t["logprob"]}
+            for t in entry.get("top_logprobs") or ()
+        ],
+    }
+
+
 class ModelCallStream:
     def __init__(
         self,
@@ -67,7 +81,9 @@ class ModelCallStream:
         toolset: ToolSet,
         call_budget: int | None,
         parallel_tool_calls: bool,
+        logprobs: bool = False,
     ):
+        self._logprobs = logprobs  # keep the backend's logprobs on output text
         self._seq = seq
         self._output = output
         self._toolset = toolset
@@ -104,8 +120,9 @@ class ModelCallStream:
         item, index = opened.item, opened.output_index
         text = "".join(opened.parts)
         if opened.kind == "message":
-            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            events.append(self._seq.text_done(item["id"], index, text))
+            logprobs = opened.logprobs
+            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
+            events.append(self._seq.text_done(item["id"], index, text, logprobs))
             events.append(self._seq.part_done(item["id"], index, 0, part))
             item["content"] = [part]
             self.text += text
@@ -145,7 +162,8 @@ class ModelCallStream:
                 self._reasoning_detail(detail, events)
             content = delta.get("content")
             if content:
-                self._content(content, events)
+                logprobs = self._logprobs and (choice.get("logprobs") or {}).get("content")
+                self._content(content, events, logprobs or None)
             for call in delta.get("tool_calls") or ():
                 self._tool_call(call, events)
             if choice.get("finish_reason"):
@@ -180,7 +198,9 @@ class ModelCallStream:
         elif kind == "reasoning.encrypted" and isinstance(detail.get("data"), str):
             self._reasoning_parts(events).encrypted.append(detail["data"])
 
-    def _content(self, text: str, events: list[Event]) -> None:
+    def _content(
+        self, text: str, events: list[Event], logprobs: list[dict[str, Any]] | None = None
+    ) -> None:
         opened = self._open
         if opened is None or opened.kind != "message":
             item = {
@@ -192,7 +212,10 @@ class ModelCallStream:
             }
             opened = self._open_item("message", item, events)
         opened.parts.append(text)
-        events.append(self._seq.text_delta(opened.item["id"], opened.output_index, text))
+        if logprobs:
+            logprobs = [_logprob(entry) for entry in logprobs]
+            opened.logprobs.extend(logprobs)
+        events.append(self._seq.text_delta(opened.item["id"], opened.output_index, text, logprobs))
 
     def _tool_call(self, call: dict[str, Any], events: list[Event]) -> None:
         index = call.get("index", 0)

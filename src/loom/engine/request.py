@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from loom.engine.params import check_responses_fields
 from loom.errors import InvalidRequestError
 from loom.metadata import Metadata
 
@@ -45,8 +46,18 @@ class ReasoningConfig(BaseModel):
     summary: Literal["auto", "concise", "detailed"] | None = None
 
 
+class PromptReference(BaseModel):
+    """`prompt`: a stored template (`/v1/prompts`), a version, and values for its variables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    version: str | int | None = None
+    variables: dict[str, str | dict[str, Any]] | None = None
+
+
 class CreateResponse(BaseModel):
-    """The fields Loom acts on; unknown fields are accepted and ignored."""
+    """The create body. Every field is honored, forwarded or refused (engine/params.py)."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
@@ -75,6 +86,17 @@ class CreateResponse(BaseModel):
     truncation: Literal["auto", "disabled"] | None = None
     service_tier: str | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    prompt: PromptReference | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    stream_options: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_responses_fields(data)
+        return data
 
     @field_validator("background")
     @classmethod
@@ -108,9 +130,36 @@ class CreateResponse(BaseModel):
         return conv
 
 
+# Responses fields that chat completions carry under the same name and meaning.
+_SAME_NAME = (
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "prompt_cache_options",
+    "safety_identifier",
+    "user",
+    "service_tier",
+)
+
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
+
+def wants_logprobs(req: CreateResponse) -> bool:
+    return req.top_logprobs is not None or LOGPROBS_INCLUDE in (req.include or ())
+
+
 def chat_params(req: CreateResponse) -> dict[str, Any]:
     """Sampling and output options as chat-completions fields."""
     params: dict[str, Any] = {}
+    for name in _SAME_NAME:
+        value = getattr(req, name)
+        if value is not None:
+            params[name] = value
+    if wants_logprobs(req):
+        params["logprobs"] = True
+        if req.top_logprobs is not None:
+            params["top_logprobs"] = req.top_logprobs
+    if req.text is not None and req.text.verbosity is not None:
+        params["verbosity"] = req.text.verbosity
     if req.temperature is not None:
         params["temperature"] = req.temperature
     if req.top_p is not None:
@@ -181,7 +230,9 @@ def response_skeleton(
         "output": [],
         "parallel_tool_calls": req.parallel_tool_calls is not False,
         "previous_response_id": req.previous_response_id,
+        "prompt": None,
         "prompt_cache_key": req.prompt_cache_key,
+        "prompt_cache_retention": req.prompt_cache_retention,
         "reasoning": reasoning,
         "safety_identifier": req.safety_identifier,
         "service_tier": req.service_tier or "default",

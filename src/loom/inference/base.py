@@ -3,6 +3,11 @@
 A provider speaks OpenAI chat-completions as plain dicts: it receives a request body whose
 `model` is already the provider's own model name, and yields chunk dicts exactly as an
 OpenAI-compatible server streams them. It knows nothing of Responses, storage or tools.
+
+Three abilities are optional, looked up with `getattr` by the engine: `async
+context_window(model) -> int | None` (for `truncation`), `async count_tokens(body) -> int`
+(the prompt tokens of a chat body, by the model's own tokenizer) and `check_request(body)`
+(raise InvalidRequestError, before anything runs, for a field the provider cannot honor).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ def build_providers(settings: Settings) -> list[Provider]:
             timeout=p.timeout,
             connect_timeout=p.connect_timeout,
             native_custom_tools=p.custom_tools == "native",
+            context_windows=p.context_windows,
         )
         for p in settings.providers
     ]

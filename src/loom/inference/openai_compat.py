@@ -20,6 +20,8 @@ from loom.inference.sse_reader import iter_sse_json
 
 _MODEL_LIST_TTL = 60.0
 _POOLS = 8
+# Where OpenAI-compatible servers put a model's context window in their `/models` entries.
+_WINDOW_KEYS = ("context_window", "context_length", "max_model_len", "max_context_length")
 
 
 class OpenAICompatProvider:
@@ -33,12 +35,14 @@ class OpenAICompatProvider:
         connect_timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         native_custom_tools: bool = False,
+        context_windows: dict[str, int] | None = None,
     ):
         self.name = name
         self.native_custom_tools = native_custom_tools  # chat `custom` tools are understood
         self.base_url = base_url.rstrip("/")
         self._static_models = list(models) if models else None
-        self._listed: tuple[float, list[str] | None] | None = None
+        self._windows = dict(context_windows or {})
+        self._listed: tuple[float, tuple[list[str] | None, dict[str, int]]] | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # Several small connection pools instead of one big one: httpcore scans every
         # pooled connection (and, for idle ones, every connection again) each time a
@@ -70,6 +74,7 @@ class OpenAICompatProvider:
 
     def _status_error(self, status: int, body: bytes) -> UpstreamError:
         detail = body[:2000].decode("utf-8", "replace")
+        code = None
         try:
             parsed = orjson.loads(body)
             err = parsed.get("error") if isinstance(parsed, dict) else None
@@ -77,10 +82,13 @@ class OpenAICompatProvider:
                 detail = str(err["message"])
             elif isinstance(err, str):
                 detail = err
+            # A context that does not fit keeps OpenAI's code, so clients can react to it.
+            if isinstance(err, dict) and err.get("code") == "context_length_exceeded":
+                code = "context_length_exceeded"
         except orjson.JSONDecodeError:
             pass
         return UpstreamError(
-            f"provider '{self.name}' returned HTTP {status}: {detail}", status=status
+            f"provider '{self.name}' returned HTTP {status}: {detail}", status=status, code=code
         )
 
     # -- Provider -------------------------------------------------------------------------
@@ -88,17 +96,37 @@ class OpenAICompatProvider:
     async def list_models(self) -> list[str] | None:
         if self._static_models is not None:
             return self._static_models
+        return (await self._listing())[0]
+
+    async def context_window(self, model: str) -> int | None:
+        """The model's context window in tokens: from the configuration, else (unless the
+        models are configured too) from what the upstream's `/models` says (OpenRouter's
+        `context_length`, vLLM's `max_model_len`, LM Studio's `max_context_length`, or
+        `context_window`), else None."""
+        if model in self._windows:
+            return self._windows[model]
+        if self._static_models is not None:  # models are configured: /models is not asked
+            return None
+        return (await self._listing())[1].get(model)
+
+    async def _listing(self) -> tuple[list[str] | None, dict[str, int]]:
         now = time.monotonic()
         if self._listed and now - self._listed[0] < _MODEL_LIST_TTL:
             return self._listed[1]
+        windows: dict[str, int] = {}
         try:
             response = await self._client.get("/models")
             response.raise_for_status()
-            listed = [m["id"] for m in orjson.loads(response.content).get("data", [])]
+            entries = orjson.loads(response.content).get("data", [])
+            listed = [m["id"] for m in entries]
+            for entry in entries:
+                window = next((entry[k] for k in _WINDOW_KEYS if k in entry), None)
+                if isinstance(window, int) and not isinstance(window, bool) and window > 0:
+                    windows[entry["id"]] = window
         except (httpx.HTTPError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             listed = None
-        self._listed = (now, listed)
-        return listed
+        self._listed = (now, (listed, windows))
+        return listed, windows
 
     async def chat(self, body: Json) -> Json:
         return await self._post_json("/chat/completions", body)

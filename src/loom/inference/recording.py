@@ -152,6 +152,18 @@ class RecordingProvider:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    # -- optional provider abilities, passed through -----------------------------------
+
+    async def context_window(self, model: str) -> int | None:
+        window = getattr(self.inner, "context_window", None)
+        return await window(model) if window else None
+
+    def __getattr__(self, name: str) -> Any:
+        # `count_tokens` and `check_request` exist on some providers only.
+        if name in ("count_tokens", "check_request"):
+            return getattr(self.inner, name)
+        raise AttributeError(name)
+
     # -- modes ----------------------------------------------------------------------------
 
     async def _exchange(self, req: _Request, call: Callable[[], Awaitable[Json]]) -> Json:

@@ -13,6 +13,7 @@ from loom.store.chat_completions import ChatCompletionStore
 from loom.store.conversations import ConversationStore
 from loom.store.db import Database
 from loom.store.errors import DuplicateIdError
+from loom.store.prompts import PromptStore, StaleVersionError, UnknownVersionError
 from loom.store.responses import ResponseStore
 
 __all__ = [
@@ -21,8 +22,11 @@ __all__ = [
     "ConversationStore",
     "Database",
     "DuplicateIdError",
+    "PromptStore",
     "ResponseStore",
+    "StaleVersionError",
     "Stores",
+    "UnknownVersionError",
     "open_stores",
 ]
 
@@ -34,6 +38,7 @@ class Stores:
     responses: ResponseStore
     conversations: ConversationStore
     api_keys: ApiKeyStore
+    prompts: PromptStore
 
     @classmethod
     def on(cls, db: Database) -> Stores:
@@ -43,6 +48,7 @@ class Stores:
             ResponseStore(db),
             ConversationStore(db),
             ApiKeyStore(db),
+            PromptStore(db),
         )
 
     async def close(self) -> None:

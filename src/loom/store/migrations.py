@@ -125,6 +125,37 @@ def m002_api_keys(conn: Connection) -> None:
     md.create_all(conn)
 
 
+@migration
+def m003_prompts(conn: Connection) -> None:
+    md = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    sa.Table(
+        "prompts",
+        md,
+        sa.Column("id", sa.String, primary_key=True),
+        sa.Column("owner", sa.String, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("latest_version", sa.Integer, nullable=False),
+        sa.Column("default_version", sa.Integer, nullable=False),
+        sa.Index(None, "owner", "created_at"),
+    )
+    sa.Table(
+        "prompt_versions",
+        md,
+        sa.Column(
+            "prompt_id",
+            sa.String,
+            sa.ForeignKey("prompts.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("version", sa.Integer, primary_key=True),
+        sa.Column("owner", sa.String, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("prompt", sa.Text, nullable=False),
+        sa.Column("variables", JSONText, nullable=False),
+    )
+    md.create_all(conn)
+
+
 async def apply_pending(conn: AsyncConnection) -> list[str]:
     """Apply, in order, every migration not yet recorded; return the names applied.
 

@@ -109,3 +109,32 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
 )
+
+# Prompt templates (`/v1/prompts`): one row per prompt, one per saved version of it.
+prompts = sa.Table(
+    "prompts",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    # The newest version: an update must name it, so two concurrent updates cannot both win.
+    sa.Column("latest_version", sa.Integer, nullable=False),
+    sa.Column("default_version", sa.Integer, nullable=False),
+    sa.Index(None, "owner", "created_at"),
+)
+
+prompt_versions = sa.Table(
+    "prompt_versions",
+    metadata,
+    sa.Column(
+        "prompt_id",
+        sa.String,
+        sa.ForeignKey("prompts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("variables", JSONText, nullable=False),
+)

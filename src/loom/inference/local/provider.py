@@ -27,7 +27,7 @@ from loom.config import ConfigError, LocalModelSettings
 from loom.errors import InvalidRequestError, LoomError, NotFoundError, UpstreamError
 from loom.inference.base import Json
 from loom.inference.local.files import model_file
-from loom.inference.local.request import GenerationRequest, parse_request
+from loom.inference.local.request import GenerationRequest, check_fields, parse_request
 from loom.inference.local.worker import CallArguments, CallStart, Finish, LoadedModel, Piece
 
 
@@ -47,6 +47,25 @@ class LocalProvider:
 
     async def list_models(self) -> list[str] | None:
         return list(self._slots)
+
+    async def context_window(self, model: str) -> int | None:
+        slot = self._slots.get(model)
+        return slot.settings.n_ctx if slot else None
+
+    async def count_tokens(self, body: Json) -> int:
+        """The prompt tokens of a chat body, counted by the model's own tokenizer and chat
+        template, on its worker thread (loading the model if need be)."""
+        slot = self._slot(body.get("model"))
+        request = parse_request(body)
+        model = await slot.model()
+        tokens = await asyncio.get_running_loop().run_in_executor(
+            slot.executor, model.prompt_tokens, request.messages
+        )
+        return len(tokens)
+
+    def check_request(self, body: Json) -> None:
+        """Refuse, before anything runs, a field this provider cannot honor."""
+        check_fields(body)
 
     async def stream_chat(self, body: Json) -> AsyncIterator[Json]:
         slot = self._slot(body.get("model"))
@@ -94,6 +113,7 @@ class LocalProvider:
 
     async def chat(self, body: Json) -> Json:
         """The streaming path, consumed: the same generation, returned as one ChatCompletion."""
+        check_fields(body)  # before its stream options are replaced
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         first: Json | None = None
         texts: list[str] = []

@@ -61,7 +61,74 @@ class GenerationRequest:
     call_grammar: str | None = None  # "auto" without a format: the grammar of a call
 
 
+# What the embedded model does with each chat field it accepts. Fields it reads are applied;
+# the advisory ones name an end user or a cache for a hosted service, which one process has
+# no counterpart for, so they are accepted and have no effect (README: "Create parameters").
+_APPLIED = frozenset(
+    {
+        "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+        "frequency_penalty", "presence_penalty", "seed", "stop", "stream", "stream_options",
+        "tools", "tool_choice", "response_format", "n", "parallel_tool_calls", "service_tier",
+        "logprobs", "modalities",
+    }
+)  # fmt: skip
+_ADVISORY = frozenset(
+    {
+        "user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention",
+        "prompt_cache_options", "metadata", "store",
+    }
+)  # fmt: skip
+_REFUSED = {
+    "audio": "the local model has no audio output",
+    "function_call": "deprecated 'function_call' is not supported; use 'tool_choice'",
+    "functions": "deprecated 'functions' is not supported; use 'tools'",
+    "logit_bias": "the local model does not support 'logit_bias'",
+    "top_logprobs": "the local model returns no logprobs",
+    "moderation": "the local model runs no moderation",
+    "prediction": "the local model does not support predicted outputs",
+    "reasoning_effort": "the local model does not reason",
+    "verbosity": "the local model cannot follow a verbosity level",
+    "web_search_options": "the local model has no web search",
+}
+
+
+def check_fields(body: Json) -> None:
+    """Refuse, naming it, every field the embedded model would otherwise silently drop."""
+    for key, value in body.items():
+        if value is None or key in _ADVISORY:
+            continue
+        if key not in _APPLIED:
+            reason = _REFUSED.get(key, f"the local model does not support '{key}'")
+            raise InvalidRequestError(reason, param=key, code="unsupported_parameter")
+    if body.get("logprobs"):
+        raise InvalidRequestError(
+            "the local model returns no logprobs", param="logprobs", code="unsupported_parameter"
+        )
+    modalities = body.get("modalities")
+    if modalities is not None and modalities != ["text"]:
+        raise InvalidRequestError(
+            "the local model writes text only; 'modalities' may only be ['text']",
+            param="modalities",
+            code="unsupported_parameter",
+        )
+    tier = body.get("service_tier")
+    if tier not in (None, "auto", "default"):
+        raise InvalidRequestError(
+            f"the local model has one service tier; 'service_tier' {tier!r} is not available",
+            param="service_tier",
+            code="unsupported_parameter",
+        )
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_obfuscation") is True:
+        raise InvalidRequestError(
+            "the local model does not pad stream chunks with obfuscation",
+            param="stream_options.include_obfuscation",
+            code="unsupported_parameter",
+        )
+
+
 def parse_request(body: Json) -> GenerationRequest:
+    check_fields(body)
     n = body.get("n")
     if n is not None and n != 1:
         raise InvalidRequestError(
