@@ -29,8 +29,10 @@ FIRST_PAINT_BUDGET_MS = 300
 PAINT_TRIES = 3
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
+    # Module scope: Playwright's sync API marks its event loop as running on this thread
+    # while it is alive, which the asyncio tests of later modules must not inherit.
     yield from launch_chromium()
 
 
@@ -172,6 +174,12 @@ def test_playground_streams_an_mcp_call_that_needs_approval(console, api, upstre
     raw = json.loads(page.locator("#raw").text_content())
     assert raw == stored
     console.screenshot("console-response-detail")
+
+    # the list shows the tool the response called
+    page = console.open("/console/responses")
+    row = page.locator(f'#responses tr[data-id="{second_id}"]')
+    expect(row).to_contain_text("tools.get_boiling_point")
+    expect(row).to_contain_text(str(stored["usage"]["total_tokens"]))
 
 
 def failed_id(api: httpx.Client) -> str:

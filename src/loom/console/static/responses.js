@@ -4,8 +4,14 @@ import { api, app, el, start, when } from "./api.js";
 
 const STATUSES = ["", "completed", "failed", "in_progress", "incomplete", "cancelled", "queued"];
 
+// The tools the response called, from its output items (not merely the ones offered).
 function tools(r) {
-  const names = (r.tools || []).map((t) => t.server_label || t.name || t.type);
+  const names = (r.output || []).map((i) => {
+    if (i.type === "mcp_call") return `${i.server_label}.${i.name}`;
+    if (i.type === "function_call" || i.type === "custom_tool_call") return i.name;
+    if (i.type.endsWith("_call")) return i.type.slice(0, -5);
+    return null;
+  }).filter(Boolean);
   return [...new Set(names)].join(", ");
 }
 
