@@ -12,7 +12,8 @@ answer is pre-serialized bytes, so it costs next to nothing per request:
 - `POST /v1/chat/completions` otherwise: one `chat.completion` with the same text.
 - a streamed request that offers `tools` gets a call to its first tool instead (arguments
   `{"step": N}`, N = the tool messages so far), so a client can drive a tool-call chain.
-- `GET /v1/models`: a single model, `bench-model`.
+- `GET /v1/models`: `bench-model`, and `bench-paced`, which streams the same chunks
+  `PACE` seconds apart (20 ms), as a model that writes as it thinks.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import contextlib
 import orjson
 
 MODEL = "bench-model"
+PACED_MODEL = "bench-paced"
+PACE = 0.02
 CHUNKS = 64
 TOKENS = [f"w{i} " for i in range(CHUNKS)]
 TEXT = "".join(TOKENS)
@@ -94,7 +97,13 @@ COMPLETION = _fixed_response(
 MODELS = _fixed_response(
     "200 OK",
     orjson.dumps(
-        {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "bench"}]}
+        {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "owned_by": "bench"}
+                for name in (MODEL, PACED_MODEL)
+            ],
+        }
     ),
 )
 NOT_FOUND = _fixed_response("404 Not Found", b'{"error":{"message":"not found"}}')
@@ -161,6 +170,10 @@ class FakeUpstream(asyncio.Protocol):
         self.buffer = self.buffer[body_end:]
         self._respond(head.split(b" ", 2), body)
         return True
+
+    def _write_if_open(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def _respond(self, request_line: list[bytes], body: bytes) -> None:
         assert self.transport is not None

@@ -127,7 +127,7 @@ def spawn_upstream(workdir: Path) -> Service:
 
 
 def spawn_loom(
-    upstream: Service, workdir: Path, extra_env: dict[str, str] | None = None
+    upstream: Service, workdir: Path, extra_env: dict[str, str] | None = None, name: str = "loom"
 ) -> Service:
     """Start `loom serve` against the upstream; call `wait_ready` before using it."""
     port = free_port()
@@ -139,8 +139,8 @@ def spawn_loom(
         LOOM_DB_URL=f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
     )
     env.update(extra_env or {})
-    log_path = workdir / "loom.log"
-    proc = _spawn("loom", [*_LOOM_CLI, "serve", "--port", str(port)], env, log_path)
+    log_path = workdir / f"{name}.log"
+    proc = _spawn(name, [*_LOOM_CLI, "serve", "--port", str(port)], env, log_path)
     return Service("Loom", proc, f"http://127.0.0.1:{port}", log_path, "/v1/health")
 
 

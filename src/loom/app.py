@@ -24,7 +24,8 @@ from loom.api import (
 )
 from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
-from loom.config import Settings
+from loom.api.sse import typed_event_bytes
+from loom.config import Settings, load_settings
 from loom.console.routes import mount_console
 from loom.errors import LoomError, error_body, param_of
 from loom.inference.factory import build_providers
@@ -106,7 +107,10 @@ def build_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stores = await open_stores(settings.db_url)
-        app.state.services = Services(settings=settings, models=registry, stores=stores)
+        app.state.services = Services(
+            settings=settings, models=registry, stores=stores, serialize=typed_event_bytes
+        )
+        await app.state.services.start()
         try:
             guard.keys = app.state.services.keys = await _key_ring(settings, stores)
         except BaseException:
@@ -142,3 +146,9 @@ def build_app(settings: Settings) -> FastAPI:
     app.add_middleware(TestIdMiddleware)
     app.add_middleware(SecurityMiddleware, guard=guard)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker of `loom serve --workers N`, built from the config file and
+    environment that the parent process set."""
+    return build_app(load_settings())

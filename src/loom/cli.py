@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import click
@@ -27,7 +28,13 @@ def main() -> None:
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8321).")
 @click.option("--config", "config", type=click.Path(), default=None, help="YAML config file.")
-def serve(host: str | None, port: int | None, config: str | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Processes to run on this port (PostgreSQL only; default 1).",
+)
+def serve(host: str | None, port: int | None, config: str | None, workers: int) -> None:
     """Serve the OpenAI-compatible API under /v1."""
     import uvicorn
 
@@ -39,6 +46,28 @@ def serve(host: str | None, port: int | None, config: str | None) -> None:
         settings.host = host
     if port:
         settings.port = port
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,
+        # SIGTERM: stop accepting, let open requests end within the grace period.
+        "timeout_graceful_shutdown": settings.shutdown_grace,
+    }
+    if workers > 1:
+        if not settings.db_url.startswith("postgresql"):
+            click.echo(
+                "loom: --workers needs a PostgreSQL database (LOOM_DB_URL=postgresql://...): "
+                "SQLite allows one Loom process. Run one worker, or use PostgreSQL.",
+                err=True,
+            )
+            sys.exit(2)
+        # Each worker process builds its own app from the same settings.
+        if config:
+            os.environ["LOOM_CONFIG"] = config
+        os.environ["LOOM_HOST"], os.environ["LOOM_PORT"] = settings.host, str(settings.port)
+        uvicorn.run("loom.app:app_from_env", factory=True, workers=workers, **common)
+        return
     try:
         app = build_app(settings)
     except ConfigError as exc:
@@ -46,13 +75,7 @@ def serve(host: str | None, port: int | None, config: str | None) -> None:
         sys.exit(2)
     click.echo(summary(settings, asyncio.run(stored_key_count(settings.db_url))))
     sys.stdout.flush()  # before uvicorn takes over, even when stdout is a pipe
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-    )
+    uvicorn.run(app, **common)
 
 
 @main.command("models")

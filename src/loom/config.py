@@ -176,6 +176,18 @@ class Settings(_Strict):
     websocket_enabled: bool = True
     websocket_max_connections: int = Field(default=256, ge=1)
     websocket_max_age: float = Field(default=3600.0, gt=0)
+    # Background responses: a replica renews its lease on the work it runs every third of
+    # `lease_seconds`; another replica settles the work once the lease has lapsed.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    # How long SIGTERM waits for in-flight turns before ending them.
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    # A background response's events go to the database at most this often (batched).
+    event_flush_interval: float = Field(default=0.01, ge=0)
+    # On PostgreSQL, streams followed on another replica wake on LISTEN/NOTIFY; they also
+    # re-read the event log every `follow_poll_interval` seconds (the only way, with
+    # `pg_notify` off).
+    pg_notify: bool = True
+    follow_poll_interval: float = Field(default=1.0, gt=0)
 
     def provider(self, name: str) -> ProviderSettings | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -206,6 +218,11 @@ _ENV_FIELDS = {
     "LOOM_DATA_DIR": "data_dir",
     "LOOM_WEBSOCKET_MAX_CONNECTIONS": "websocket_max_connections",
     "LOOM_WEBSOCKET_MAX_AGE": "websocket_max_age",
+    "LOOM_LEASE_SECONDS": "lease_seconds",
+    "LOOM_SHUTDOWN_GRACE": "shutdown_grace",
+    "LOOM_EVENT_FLUSH_INTERVAL": "event_flush_interval",
+    "LOOM_PG_NOTIFY": "pg_notify",
+    "LOOM_FOLLOW_POLL_INTERVAL": "follow_poll_interval",
 }
 
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from loom.config import Settings
+from loom.engine.background import BackgroundRunner
+from loom.engine.event_hub import EventHub
+from loom.engine.replica import Replica
 from loom.engine.turn_runner import TurnRunner
 from loom.inference.registry import ModelRegistry
 from loom.security.keys import KeyRing
@@ -17,15 +23,37 @@ class Services:
     settings: Settings
     models: ModelRegistry
     stores: Stores
+    # How an event is framed on the wire; the API layer passes it in.
+    serialize: Callable[[dict[str, Any]], bytes]
     turns: TurnRunner = field(default_factory=TurnRunner)
     websockets_open: int = 0  # WebSocket-mode connections, against their configured limit
     keys: KeyRing | None = None  # set by the app once it knows whether auth is on
     url_policy: UrlPolicy = field(init=False)
+    hub: EventHub = field(default_factory=EventHub)
+    background: BackgroundRunner = field(init=False)
+    replica: Replica = field(init=False)
 
     def __post_init__(self) -> None:
         self.url_policy = UrlPolicy(self.settings.mcp_guard)
+        self.background = BackgroundRunner(
+            self.settings,
+            self.models,
+            self.stores,
+            self.serialize,
+            self.hub,
+            replica_id=f"replica_{uuid.uuid4().hex[:12]}",
+            url_policy=self.url_policy,
+        )
+        self.replica = Replica(self.background, self.settings.db_url)
+
+    async def start(self) -> None:
+        await self.replica.start()
 
     async def aclose(self) -> None:
-        await self.turns.aclose()
+        """Drain: background runs get the grace period, then go back to the queue."""
+        grace = self.settings.shutdown_grace
+        await self.replica.drain(grace)
+        await self.replica.aclose()
+        await self.turns.aclose(timeout=grace)
         await self.models.aclose()
         await self.stores.db.close()

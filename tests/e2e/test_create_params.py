@@ -309,7 +309,7 @@ def test_responses_field(name, loom_server, upstream):
 
 # Values of honored fields that Loom cannot honor are refused, naming the exact sub-field.
 PARTLY_REFUSED = [
-    ({"background": True}, "background"),
+    ({"background": True, "store": False}, "background"),  # background needs store
     (
         {"stream": True, "stream_options": {"include_obfuscation": True}},
         "stream_options.include_obfuscation",

@@ -10,6 +10,7 @@ resources (files, vector stores, background jobs, ...) are walked as well.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,7 @@ class Alices:
     approval_response_id: str
     approval_request_id: str
     mcp_url: str
+    background_id: str
     prompt_id: str
 
 
@@ -154,6 +156,9 @@ def alices(world, upstream, mcp_server) -> Alices:
     ]
     asking = ok(alice.post("/v1/responses", json={"model": MODEL, "input": "boil", "tools": tools}))
     request = next(i for i in asking["output"] if i["type"] == "mcp_approval_request")
+    background = ok(
+        alice.post("/v1/responses", json={"model": MODEL, "input": "later", "background": True})
+    )
     return Alices(
         response=response,
         input_item_id=items[0]["id"],
@@ -163,6 +168,7 @@ def alices(world, upstream, mcp_server) -> Alices:
         approval_response_id=asking["id"],
         approval_request_id=request["id"],
         mcp_url=mcp_server.http_url,
+        background_id=background["id"],
         prompt_id=ok(alice.post("/v1/prompts", json={"prompt": "Secret {{x}}"}))["prompt_id"],
     )
 
@@ -245,6 +251,29 @@ def p_get_response(a, alice, bob):
         same_as_missing(lambda i: bob.get(f"/v1/responses/{i}"), a.response["id"]).status_code
         == 404
     )
+    p_get_response_stream(a, alice, bob)
+
+
+def p_get_response_stream(a, alice, bob):
+    """A background response's stream, replayed or resumed, is as missing as the rest."""
+    for params in ({"stream": "true"}, {"stream": "true", "starting_after": 0}):
+        theirs = same_as_missing(
+            lambda i, params=params: bob.get(f"/v1/responses/{i}", params=params),
+            a.background_id,
+        )
+        assert theirs.status_code == 404
+
+
+def p_cancel_response(a, alice, bob):
+    theirs = same_as_missing(lambda i: bob.post(f"/v1/responses/{i}/cancel"), a.background_id)
+    assert theirs.status_code == 404
+    deadline = time.monotonic() + 30
+    while (state := ok(alice.get(f"/v1/responses/{a.background_id}"))["status"]) in (
+        "queued",
+        "in_progress",
+    ) and time.monotonic() < deadline:
+        time.sleep(0.02)  # poll with a deadline: alice's run ends on its own
+    assert state == "completed"
 
 
 def p_delete_response(a, alice, bob):
@@ -449,6 +478,7 @@ PROBES: dict[tuple[str, str], Callable[[Alices, httpx.Client, httpx.Client], Non
     ("POST", "/v1/responses/compact"): p_compact,
     ("WEBSOCKET", "/v1/responses"): p_websocket,
     ("GET", "/v1/responses/{response_id}"): p_get_response,
+    ("POST", "/v1/responses/{response_id}/cancel"): p_cancel_response,
     ("DELETE", "/v1/responses/{response_id}"): p_delete_response,
     ("GET", "/v1/responses"): p_list_responses,
     ("GET", "/v1/responses/{response_id}/input_items"): p_input_items,

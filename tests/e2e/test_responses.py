@@ -461,7 +461,7 @@ def test_not_found_errors(client, upstream):
     [
         ({"input": "x", "temperature": 5}, "temperature"),
         ({"input": "x", "max_output_tokens": 8}, "max_output_tokens"),
-        ({"input": "x", "background": True}, "background"),
+        ({"input": "x", "background": True, "store": False}, "background"),
         ({"input": "x", "top_p": "high"}, "top_p"),
         ({"input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
         ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),

@@ -69,6 +69,10 @@ def validate_stream(events: Iterable[tuple[str | None, dict[str, Any]] | dict[st
         )
         validate_event(event)
     _check(data[0]["type"] == "response.created", "first event must be response.created")
+    if data[1]["type"] == "response.queued":  # a background response: created, queued, ...
+        _check(data[0]["response"]["status"] == "queued", "a queued stream starts queued")
+        _check(data[1]["response"]["status"] == "queued", "response.queued must be queued")
+        data = [data[0], *data[2:]]
     _check(data[1]["type"] == "response.in_progress", "second event must be response.in_progress")
     _check(data[-1]["type"] in TERMINAL, f"last event {data[-1]['type']} is not terminal")
     _check(sum(e["type"] in TERMINAL for e in data) == 1, "exactly one terminal event")
@@ -125,6 +129,31 @@ def validate_stream(events: Iterable[tuple[str | None, dict[str, Any]] | dict[st
     )
     validate_response(response)
     return response
+
+
+def validate_cut_stream(events: list[dict[str, Any]], ended: str) -> list[dict[str, Any]]:
+    """Validate a background stream that was cut short: cancelled (`ended="cancelled"`: it
+    simply stops, possibly inside an item) or ended `failed` after its process died
+    (`ended="failed"`: its last event is `response.failed`, possibly inside an item).
+    Sequence numbers run 0, 1, 2, ... and every event parses as its SDK type."""
+    _check(len(events) >= 2, f"stream too short: {[e['type'] for e in events]}")
+    for n, event in enumerate(events):
+        _check(event.get("sequence_number") == n, f"event {n} has {event.get('sequence_number')}")
+        validate_event(event)
+    _check(events[0]["type"] == "response.created", "first event must be response.created")
+    _check(events[1]["type"] == "response.queued", "second event must be response.queued")
+    terminal = [e["type"] for e in events if e["type"] in TERMINAL]
+    if ended == "failed":
+        _check(terminal == ["response.failed"], f"terminal events {terminal}")
+        _check(events[-1]["type"] == "response.failed", "must end with response.failed")
+        _check(events[-1]["response"]["status"] == "failed", "failed status")
+        validate_response(events[-1]["response"])
+    else:
+        _check(not terminal, f"a cancelled stream has no terminal event: {terminal}")
+    added = [e["item"]["id"] for e in events if e["type"] == "response.output_item.added"]
+    done = [e["item"]["id"] for e in events if e["type"] == "response.output_item.done"]
+    _check(done == added[: len(done)] and len(added) - len(done) <= 1, "items out of order")
+    return events
 
 
 def _deltas(inner: list[dict[str, Any]], suffix: str) -> str:

@@ -16,10 +16,11 @@ from loom.api.sse import sse_response, typed_event_bytes
 from loom.engine.events import Event
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
+from loom.engine.resume import current, follow, wait_done
 from loom.engine.turn_runner import Persist, turn_saver
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.engine.warmup import warmup_turn
-from loom.errors import NotFoundError
+from loom.errors import InvalidRequestError, NotFoundError
 from loom.services import Services
 
 router = APIRouter()
@@ -53,8 +54,14 @@ async def begin_turn(
 async def create_response(
     request: Request, svc: Services = Depends(services), who: str = Depends(owner)
 ):
-    req, _ = await parse_body(request, CreateResponse)
-    _, events, persist = await begin_turn(svc, who, req)
+    req, body = await parse_body(request, CreateResponse)
+    prepared, events, persist = await begin_turn(svc, who, req)
+    if req.background:  # `events` is never started: the background runner runs the turn
+        # A replica that is shutting down queues the work for another one.
+        run = await svc.background.start(prepared, who, body, claim=not svc.replica.draining)
+        if req.stream:
+            return sse_response(run.frames_from(0))
+        return OrjsonResponse({**prepared.turn.response, "status": "queued", "output": []})
     if req.stream:
         return sse_response(await svc.turns.stream(events, persist, typed_event_bytes))
     return OrjsonResponse(await svc.turns.run(events, persist))
@@ -66,8 +73,52 @@ def _not_found(response_id: str) -> NotFoundError:
 
 @router.get("/responses/{response_id}")
 async def get_response(
+    response_id: str,
+    stream: bool = False,
+    starting_after: int | None = Query(None, ge=0),
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
+):
+    """The response as it stands; with `stream=true`, a background response's events
+    after `starting_after` (from the start without it), then live ones to the end."""
+    stored = await svc.stores.responses.get(who, response_id)
+    if stored is None:
+        raise _not_found(response_id)
+    response = stored["response"]
+    if stream:
+        if not response.get("background"):
+            raise InvalidRequestError(
+                f"Response '{response_id}' was not created with background=true; only "
+                "background responses can be streamed again.",
+                param="stream",
+            )
+        after = -1 if starting_after is None else starting_after
+        interval = svc.settings.follow_poll_interval
+        events = follow(
+            svc.stores.background, svc.hub, svc.serialize, who, response_id, after, interval
+        )
+        return sse_response(events)
+    return await current(svc.stores.background, who, response)
+
+
+@router.post("/responses/{response_id}/cancel")
+async def cancel_response(
     response_id: str, svc: Services = Depends(services), who: str = Depends(owner)
 ):
+    """Cancel a background response on whichever replica runs it; a response that has
+    already ended is returned as it is."""
+    stored = await svc.stores.responses.get(who, response_id)
+    if stored is None:
+        raise _not_found(response_id)
+    if not stored["response"].get("background"):
+        raise InvalidRequestError("Cannot cancel a synchronous response.", param="response_id")
+    job = await svc.stores.background.request_cancel(who, response_id)
+    if job is not None and job["state"] == "running":
+        svc.background.stop(response_id, "cancel")
+        background = svc.stores.background
+        ended = await wait_done(background, svc.hub, who, response_id, timeout=10)
+        if not ended:  # its replica is gone: the flag is durable, it settles as cancelled
+            return {**stored["response"], "status": "cancelled"}
     stored = await svc.stores.responses.get(who, response_id)
     if stored is None:
         raise _not_found(response_id)

@@ -40,7 +40,8 @@ RESPONSES_FIELDS: tuple[FieldRule, ...] = (
         "background",
         H,
         H,
-        "`false` runs the turn in the request; `true` is refused until background responses exist",
+        "`true` (with `store`) queues the turn, runs it on any replica, and lets any replica "
+        "retrieve, resume the stream of, or cancel it",
     ),
     _r("background_options", R, R, "background execution windows are not served"),
     _r(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loom.engine.params import check_responses_fields
 from loom.errors import InvalidRequestError
@@ -98,17 +98,14 @@ class CreateResponse(BaseModel):
             check_responses_fields(data)
         return data
 
-    @field_validator("background")
-    @classmethod
-    def _no_background_yet(cls, value: bool) -> bool:
-        # Background responses (queued, resumable streams) are not served yet: say so
-        # instead of silently running the response in the foreground.
-        if value:
-            raise ValueError("background responses are not supported by this server yet")
-        return value
-
     @model_validator(mode="after")
     def _exclusive(self) -> CreateResponse:
+        if self.background and not self.store:
+            raise InvalidRequestError(
+                "Background responses must be stored: 'background' needs 'store' to be true.",
+                param="background",
+                code="invalid_value",
+            )
         if self.conversation is not None and self.previous_response_id is not None:
             raise InvalidRequestError(
                 "'conversation' and 'previous_response_id' cannot be used together.",

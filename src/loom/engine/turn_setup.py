@@ -114,9 +114,13 @@ async def prepare_turn(
     stores: Stores,
     url_policy: UrlPolicy,
     history: list[dict[str, Any]] | None = None,
+    response_id: str | None = None,
+    created_at: int | None = None,
 ) -> PreparedTurn:
     """`history`, when given, is the turn's history already at hand (a WebSocket connection
-    keeps its last responses in memory); otherwise it is read from the store."""
+    keeps its last responses in memory); otherwise it is read from the store.
+    `response_id` and `created_at` are given when a queued background response is run
+    again from its stored request."""
     check_count(req.input, settings.limits.max_input_items, "input")
     check_count(req.tools, settings.limits.max_tools, "tools")
     resolved = await models.resolve(req.model)
@@ -158,8 +162,8 @@ async def prepare_turn(
     context = await _fit_context(req, resolved, toolset, instructions, context)
     response = response_skeleton(
         req,
-        response_id=new_id("resp"),
-        created_at=int(time.time()),
+        response_id=response_id or new_id("resp"),
+        created_at=created_at or int(time.time()),
         tools=toolset.echo,
         tool_choice=toolset.echo_tool_choice,
     )

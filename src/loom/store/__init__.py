@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loom.store.api_keys import ApiKeyStore
+from loom.store.background import BackgroundStore
 from loom.store.chat_completions import ChatCompletionStore
 from loom.store.conversations import ConversationStore
 from loom.store.db import Database
@@ -18,6 +19,7 @@ from loom.store.responses import ResponseStore
 
 __all__ = [
     "ApiKeyStore",
+    "BackgroundStore",
     "ChatCompletionStore",
     "ConversationStore",
     "Database",
@@ -39,6 +41,7 @@ class Stores:
     conversations: ConversationStore
     api_keys: ApiKeyStore
     prompts: PromptStore
+    background: BackgroundStore
 
     @classmethod
     def on(cls, db: Database) -> Stores:
@@ -49,6 +52,7 @@ class Stores:
             ConversationStore(db),
             ApiKeyStore(db),
             PromptStore(db),
+            BackgroundStore(db),
         )
 
     async def close(self) -> None:

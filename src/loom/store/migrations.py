@@ -156,6 +156,32 @@ def m003_prompts(conn: Connection) -> None:
     md.create_all(conn)
 
 
+@migration
+def m004_background(conn: Connection) -> None:
+    md = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    sa.Table(
+        "background_jobs",
+        md,
+        sa.Column("response_id", sa.String, primary_key=True),
+        sa.Column("owner", sa.String, nullable=False),
+        sa.Column("state", sa.String, nullable=False),
+        sa.Column("request", JSONText, nullable=False),
+        sa.Column("lease_owner", sa.String, nullable=True),
+        sa.Column("lease_expires_at", sa.Float, nullable=True),
+        sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Index(None, "state", "lease_expires_at"),
+    )
+    sa.Table(
+        "response_events",
+        md,
+        sa.Column("response_id", sa.String, primary_key=True),
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("frame", sa.LargeBinary, nullable=False),
+    )
+    md.create_all(conn)
+
+
 async def apply_pending(conn: AsyncConnection) -> list[str]:
     """Apply, in order, every migration not yet recorded; return the names applied.
 

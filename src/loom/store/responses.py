@@ -169,6 +169,10 @@ async def _upsert(
         raise DuplicateIdError(f"response id {response['id']!r} is taken")
 
 
+# For callers that save a response inside their own transaction (background responses).
+upsert_response_in = _upsert
+
+
 @functools.cache
 def _upsert_statement(dialect: str) -> sa.Insert:
     """Built once per dialect and executed with parameters, so each save reuses the

@@ -138,3 +138,29 @@ prompt_versions = sa.Table(
     sa.Column("prompt", sa.Text, nullable=False),
     sa.Column("variables", JSONText, nullable=False),
 )
+
+# A background response's work item: who runs it (a lease renewed by heartbeat), whether a
+# cancel was asked for, and the request to run again if it is given back to the queue.
+background_jobs = sa.Table(
+    "background_jobs",
+    metadata,
+    sa.Column("response_id", sa.String, primary_key=True),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("state", sa.String, nullable=False),  # queued | running | done
+    sa.Column("request", JSONText, nullable=False),
+    sa.Column("lease_owner", sa.String, nullable=True),
+    sa.Column("lease_expires_at", sa.Float, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Index(None, "state", "lease_expires_at"),
+)
+
+# The stream of a background response, as the SSE frames that went out, so any replica
+# can replay it after `starting_after` and follow it live.
+response_events = sa.Table(
+    "response_events",
+    metadata,
+    sa.Column("response_id", sa.String, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("frame", sa.LargeBinary, nullable=False),
+)
