@@ -396,3 +396,17 @@ def test_keyboard_alone_reaches_and_uses_the_controls(console, api, upstream):
     assert run.stdout.splitlines()[-1] == "response.completed"
     newest = ok(api.get("/v1/responses", params={"limit": 1}))["data"][0]
     assert newest["previous_response_id"] == first_id and newest["id"] != second_id
+
+
+def test_background_response_updates_live_and_cancels(console, api, upstream):
+    words = " ".join(f"word{i}" for i in range(300))
+    upstream.script(Turn(text=words, delay=0.1))  # about 30 s: it outlives the page's work
+    created = ok(api.post("/v1/responses", json={"model": MODEL, "input": "x", "background": True}))
+    page = console.open(f"/console/responses/{created['id']}")
+    expect(page.locator("#live")).to_be_visible()
+    expect(page.locator("#live-status")).to_have_text("in_progress")
+    expect(page.locator("#live-text")).to_contain_text("word0 word1")  # streamed as it runs
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#summary")).to_contain_text("cancelled")  # re-rendered at the end
+    expect(page.locator("#live")).to_have_count(0)
+    assert ok(api.get(f"/v1/responses/{created['id']}"))["status"] == "cancelled"

@@ -37,13 +37,17 @@ export async function api(path, { method = "GET", body } = {}) {
   return res.json();
 }
 
-// POST a body with stream: true and call onEvent(event) for each SSE event as it arrives.
+// POST a body with stream: true (or, with body null, GET the path) and call
+// onEvent(event) for each SSE event as it arrives.
 export async function stream(path, body, onEvent) {
-  const res = await fetch(`/v1${path}`, {
-    method: "POST",
-    headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
-    body: JSON.stringify({ ...body, stream: true }),
-  });
+  const init = body === null
+    ? { headers: headers({ Accept: "text/event-stream" }) }
+    : {
+      method: "POST",
+      headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+      body: JSON.stringify({ ...body, stream: true }),
+    };
+  const res = await fetch(`/v1${path}`, init);
   if (!res.ok) throw await failure(res);
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";

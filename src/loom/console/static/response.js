@@ -1,6 +1,6 @@
 // One response: input and output items in order, usage, the previous_response_id chain,
 // and the raw JSON, all read from /v1/responses.
-import { api, app, el, pathId, pretty, start, when } from "./api.js";
+import { api, app, el, notice, pathId, pretty, start, stream, when } from "./api.js";
 import { renderItem } from "./items.js";
 
 async function allInputItems(id) {
@@ -41,7 +41,39 @@ function usage(u) {
     el("dt", {}, "total"), el("dd", {}, u.total_tokens));
 }
 
-start(async () => {
+const RUNNING = ["queued", "in_progress"];
+
+// A background response still running: follow its resumable stream, show the text as it
+// comes, offer Cancel, and render the whole page again once it has ended.
+function follow(id, response, render) {
+  const state = el("span", { id: "live-status", class: `status-${response.status}` },
+    response.status);
+  const text = el("div", { class: "text", id: "live-text" });
+  const cancel = el("button", { type: "button", class: "deny", id: "cancel", onclick: async () => {
+    cancel.disabled = true;
+    try {
+      await api(`/responses/${encodeURIComponent(id)}/cancel`, { method: "POST", body: {} });
+    } catch (error) {
+      notice(error.message);
+    }
+  } }, "Cancel");
+  const box = el("section", { id: "live", "aria-live": "polite" },
+    el("h2", {}, "Running in the background"), el("div", { class: "row" }, state, cancel), text);
+  let last = null;
+  const run = async () => {
+    const after = last === null ? "" : `&starting_after=${last}`;
+    await stream(`/responses/${encodeURIComponent(id)}?stream=true${after}`, null, (event) => {
+      last = event.sequence_number;
+      if (event.response) state.textContent = event.response.status;
+      if (event.type === "response.output_text.delta") text.textContent += event.delta;
+    });
+    render();
+  };
+  run().catch((error) => notice(error.message));
+  return box;
+}
+
+async function render() {
   const id = pathId();
   document.querySelector("h1").textContent = `Response ${id}`;
   const response = await api(`/responses/${encodeURIComponent(id)}`);
@@ -57,8 +89,11 @@ start(async () => {
       el("dd", { class: "text" }, pretty(response.instructions))] : null,
     response.error ? [el("dt", {}, "error"), el("dd", { class: "error" },
       `${response.error.code}: ${response.error.message}`)] : null);
+  const live = response.background && RUNNING.includes(response.status)
+    ? follow(id, response, () => render().catch((error) => notice(error.message))) : null;
   app().replaceChildren(
     summary,
+    live,
     el("h2", {}, "Chain"),
     el("nav", { class: "chain", id: "chain", "aria-label": "previous_response_id chain" },
       links.map((link, i) => [i ? "→ " : "", link === id ? el("strong", {}, link)
@@ -70,4 +105,6 @@ start(async () => {
     el("h2", {}, "Usage"), usage(response.usage),
     el("h2", {}, "Raw JSON"),
     el("details", {}, el("summary", {}, "response"), el("pre", { id: "raw" }, pretty(response))));
-});
+}
+
+start(render);
