@@ -15,21 +15,25 @@ from loom.api import (
     chat,
     conversations,
     embeddings,
+    files,
     health,
     models,
     prompts,
     responses,
     responses_extra,
     responses_ws,
+    vector_stores,
 )
 from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
+from loom.api.multipart_upload import FORM_OVERHEAD
 from loom.api.sse import typed_event_bytes
 from loom.config import Settings, load_settings
 from loom.console.routes import mount_console
 from loom.errors import LoomError, error_body, param_of
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
+from loom.rag.service import start_rag
 from loom.security.keys import KeyRing
 from loom.security.limits import KeyLimiter
 from loom.security.middleware import Guard, SecurityMiddleware
@@ -102,13 +106,23 @@ def build_app(settings: Settings) -> FastAPI:
     guard = Guard(
         KeyLimiter(limits.concurrent_requests_per_key, limits.requests_per_minute_per_key),
         limits.max_body_bytes,
+        # An upload's file may be up to max_upload_bytes; its other form fields are small.
+        upload_limits={
+            "/v1/files": max(limits.max_body_bytes, settings.max_upload_bytes + FORM_OVERHEAD)
+        },
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stores = await open_stores(settings.db_url)
+        rag = await start_rag(settings, stores.db, registry)
         app.state.services = Services(
-            settings=settings, models=registry, stores=stores, serialize=typed_event_bytes
+            settings=settings,
+            models=registry,
+            stores=stores,
+            serialize=typed_event_bytes,
+            retrieval=rag.retrieval,
+            rag=rag,
         )
         await app.state.services.start()
         try:
@@ -140,6 +154,8 @@ def build_app(settings: Settings) -> FastAPI:
         conversations,
         admin_keys,
         prompts,
+        files,
+        vector_stores,
     ):
         app.include_router(module.router, prefix="/v1")
     mount_console(app)

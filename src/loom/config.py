@@ -163,6 +163,11 @@ class Settings(_Strict):
     )
     mcp_timeout: float = 30.0
     max_tool_iterations: int = 10
+    # Retrieval: where uploads are kept ("" = beside a SQLite database, else the data dir),
+    # the upload size limit, and the embedding model of vector stores that name none.
+    files_dir: str = ""
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    embedding_model: str = "local/all-minilm-l6-v2"
     # production safety (keys, limits, MCP URL guard)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
@@ -204,6 +209,14 @@ def default_db_url() -> str:
     return f"sqlite+aiosqlite:///{data_dir / 'loom.db'}"
 
 
+def default_files_dir(db_url: str, data_dir: str) -> str:
+    """Uploads live beside a SQLite database file, else under the data dir."""
+    prefix = next((p for p in ("sqlite+aiosqlite:///", "sqlite:///") if db_url.startswith(p)), "")
+    if prefix and not db_url[len(prefix) :].startswith("file:"):
+        return str(Path(db_url[len(prefix) :].split("?")[0]).parent / "files")
+    return str(Path(data_dir or default_data_dir()) / "files")
+
+
 _ENV_FIELDS = {
     "LOOM_HOST": "host",
     "LOOM_PORT": "port",
@@ -213,6 +226,9 @@ _ENV_FIELDS = {
     "LOOM_RECORDINGS_DIR": "recordings_dir",
     "LOOM_MCP_TIMEOUT": "mcp_timeout",
     "LOOM_MAX_TOOL_ITERATIONS": "max_tool_iterations",
+    "LOOM_FILES_DIR": "files_dir",
+    "LOOM_MAX_UPLOAD_BYTES": "max_upload_bytes",
+    "LOOM_EMBEDDING_MODEL": "embedding_model",
     "LOOM_WEBSOCKET_ENABLED": "websocket_enabled",
     "LOOM_COMPACTION_KEY": "compaction_key",
     "LOOM_DATA_DIR": "data_dir",
@@ -269,6 +285,8 @@ def load_settings(
         )
     if not settings.db_url:
         settings.db_url = default_db_url()
+    if not settings.files_dir:
+        settings.files_dir = default_files_dir(settings.db_url, settings.data_dir)
     names = [p.name for p in settings.providers]
     if len(names) != len(set(names)) or "local" in names:
         raise ConfigError(f"provider names must be unique and not 'local': {names}")

@@ -13,6 +13,8 @@ from loom.engine.event_hub import EventHub
 from loom.engine.replica import Replica
 from loom.engine.turn_runner import TurnRunner
 from loom.inference.registry import ModelRegistry
+from loom.rag.retrieval import Retrieval
+from loom.rag.service import RagServices
 from loom.security.keys import KeyRing
 from loom.security.url_guard import UrlPolicy
 from loom.store import Stores
@@ -26,6 +28,10 @@ class Services:
     # How an event is framed on the wire; the API layer passes it in.
     serialize: Callable[[dict[str, Any]], bytes]
     turns: TurnRunner = field(default_factory=TurnRunner)
+    # Search over vector stores, for the search route and the file_search tool.
+    retrieval: Retrieval | None = None
+    # Files, vector stores, embeddings and ingestion, for their routes.
+    rag: RagServices | None = None
     websockets_open: int = 0  # WebSocket-mode connections, against their configured limit
     keys: KeyRing | None = None  # set by the app once it knows whether auth is on
     url_policy: UrlPolicy = field(init=False)
@@ -43,6 +49,7 @@ class Services:
             self.hub,
             replica_id=f"replica_{uuid.uuid4().hex[:12]}",
             url_policy=self.url_policy,
+            searcher=self.retrieval,
         )
         self.replica = Replica(self.background, self.settings.db_url)
 
@@ -55,5 +62,7 @@ class Services:
         await self.replica.drain(grace)
         await self.replica.aclose()
         await self.turns.aclose(timeout=grace)
+        if self.rag is not None:
+            await self.rag.aclose()
         await self.models.aclose()
         await self.stores.db.close()

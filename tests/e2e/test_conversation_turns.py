@@ -178,6 +178,8 @@ def test_history_of_every_item_type_feeds_the_model(
         "tool",  # the output given as content parts
         "assistant",  # mcp_call, with its result as a tool message
         "tool",
+        "assistant",  # file_search_call, with its hits as a tool message
+        "tool",
         "user",  # the new input
     ]
     user_parts = messages[2]["content"]
@@ -186,6 +188,8 @@ def test_history_of_every_item_type_feeds_the_model(
     assert messages[3]["content"] == "A cat and a report.I will not read the third one."
     assert messages[6]["content"] == "as parts"
     assert messages[8] == {"role": "tool", "tool_call_id": "mcp_ask", "content": "because"}
+    assert messages[9]["tool_calls"][0]["function"]["name"] == "knowledge_search"
+    assert "document_id: file-policy" in messages[10]["content"]
     items = all_items(conv_client, conv.id)
     assert items[: len(EVERY_TYPE)] == EVERY_TYPE
     assert [i["type"] for i in items[len(EVERY_TYPE) :]] == ["message", "message"]

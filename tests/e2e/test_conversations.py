@@ -99,11 +99,19 @@ def raw_items_page(client: openai.OpenAI, conv_id: str, **params: Any) -> dict[s
 
 
 def all_items(client: openai.OpenAI, conv_id: str) -> list[dict[str, Any]]:
-    """Every item, oldest first, as the raw JSON Loom sent."""
+    """Every item, oldest first, as the raw JSON Loom sent (whole: file search results are
+    shown only when included, as OpenAI does)."""
     out: list[dict[str, Any]] = []
     after: Any = openai.omit
     while True:
-        page = raw_items_page(client, conv_id, order="asc", limit=100, after=after)
+        page = raw_items_page(
+            client,
+            conv_id,
+            order="asc",
+            limit=100,
+            after=after,
+            include=["file_search_call.results"],
+        )
         out.extend(page["data"])
         if not page["has_more"]:
             return out

@@ -105,6 +105,9 @@ class Alices:
     approval_response_id: str
     approval_request_id: str
     mcp_url: str
+    file_id: str
+    vector_store_id: str
+    batch_id: str
     background_id: str
     prompt_id: str
 
@@ -156,6 +159,19 @@ def alices(world, upstream, mcp_server) -> Alices:
     ]
     asking = ok(alice.post("/v1/responses", json={"model": MODEL, "input": "boil", "tools": tools}))
     request = next(i for i in asking["output"] if i["type"] == "mcp_approval_request")
+    uploaded = ok(
+        alice.post(
+            "/v1/files",
+            files={"file": ("secret.txt", b"alice's secret notes")},
+            data={"purpose": "assistants"},
+        )
+    )
+    store = ok(alice.post("/v1/vector_stores", json={"name": "alice"}))
+    batch = ok(
+        alice.post(
+            f"/v1/vector_stores/{store['id']}/file_batches", json={"file_ids": [uploaded["id"]]}
+        )
+    )
     background = ok(
         alice.post("/v1/responses", json={"model": MODEL, "input": "later", "background": True})
     )
@@ -168,6 +184,9 @@ def alices(world, upstream, mcp_server) -> Alices:
         approval_response_id=asking["id"],
         approval_request_id=request["id"],
         mcp_url=mcp_server.http_url,
+        file_id=uploaded["id"],
+        vector_store_id=store["id"],
+        batch_id=batch["id"],
         background_id=background["id"],
         prompt_id=ok(alice.post("/v1/prompts", json={"prompt": "Secret {{x}}"}))["prompt_id"],
     )
@@ -504,6 +523,121 @@ PROBES: dict[tuple[str, str], Callable[[Alices, httpx.Client, httpx.Client], Non
     ("POST", "/v1/prompts/{prompt_id}/set-default-version"): p_set_default_prompt_version,
     ("DELETE", "/v1/prompts/{prompt_id}"): p_delete_prompt,
 }
+
+
+# -- files and vector stores -----------------------------------------------------------
+
+
+def p_upload_file(a, alice, bob):
+    made = ok(
+        bob.post("/v1/files", files={"file": ("b.txt", b"bob")}, data={"purpose": "assistants"})
+    )
+    absent(ok(alice.get("/v1/files")), made["id"])
+    same_as_missing(lambda i: alice.get(f"/v1/files/{i}"), made["id"])
+
+
+def p_list_files(a, alice, bob):
+    absent(ok(bob.get("/v1/files")), a.file_id)
+    same_as_missing(lambda i: bob.get("/v1/files", params={"after": i}), a.file_id, error=False)
+
+
+def _file_route(method: str, suffix: str = ""):
+    def probe(a, alice, bob):
+        theirs = same_as_missing(lambda i: bob.request(method, f"/v1/files/{i}{suffix}"), a.file_id)
+        assert theirs.status_code == 404
+        ok(alice.get(f"/v1/files/{a.file_id}"))
+
+    return probe
+
+
+def p_create_vector_store(a, alice, bob):
+    theirs = same_as_missing(
+        lambda i: bob.post("/v1/vector_stores", json={"file_ids": [i]}), a.file_id
+    )
+    assert theirs.json()["error"]["param"] == "file_ids[0]"
+    made = ok(bob.post("/v1/vector_stores", json={"name": "bob"}))
+    same_as_missing(lambda i: alice.get(f"/v1/vector_stores/{i}"), made["id"])
+
+
+def p_list_vector_stores(a, alice, bob):
+    absent(ok(bob.get("/v1/vector_stores", params={"limit": 100})), a.vector_store_id)
+    same_as_missing(
+        lambda i: bob.get("/v1/vector_stores", params={"after": i}),
+        a.vector_store_id,
+        error=False,
+    )
+
+
+def _store_route(method: str, suffix: str = "", body: dict | None = None):
+    """Bob names alice's vector store (and, under it, her file or batch)."""
+
+    def probe(a, alice, bob):
+        path = suffix.format(file_id=a.file_id, batch_id=a.batch_id)
+        theirs = same_as_missing(
+            lambda i: bob.request(method, f"/v1/vector_stores/{i}{path}", json=body),
+            a.vector_store_id,
+        )
+        assert theirs.status_code == 404
+        store = ok(alice.get(f"/v1/vector_stores/{a.vector_store_id}"))
+        assert store["name"] == "alice" and store["file_counts"]["total"] == 1
+
+    return probe
+
+
+def _own_store_route(method: str, suffix: str, body: Callable[[str], dict] | None = None):
+    """Bob names alice's file or batch under a vector store of his own."""
+
+    def probe(a, alice, bob):
+        own = ok(bob.post("/v1/vector_stores", json={"name": "bob"}))["id"]
+        real = a.batch_id if "{batch}" in suffix else a.file_id
+        theirs = same_as_missing(
+            lambda i: bob.request(
+                method,
+                f"/v1/vector_stores/{own}" + suffix.replace("{batch}", i).replace("{file}", i),
+                json=body(i) if body else None,
+            ),
+            real,
+        )
+        assert theirs.status_code == 404
+        ok(alice.get(f"/v1/files/{a.file_id}"))
+
+    return probe
+
+
+_VS = "/v1/vector_stores/{vector_store_id}"
+PROBES.update(
+    {
+        ("POST", "/v1/files"): p_upload_file,
+        ("GET", "/v1/files"): p_list_files,
+        ("GET", "/v1/files/{file_id}"): _file_route("GET"),
+        ("GET", "/v1/files/{file_id}/content"): _file_route("GET", "/content"),
+        ("DELETE", "/v1/files/{file_id}"): _file_route("DELETE"),
+        ("POST", "/v1/vector_stores"): p_create_vector_store,
+        ("GET", "/v1/vector_stores"): p_list_vector_stores,
+        ("GET", _VS): _store_route("GET"),
+        ("POST", _VS): _store_route("POST", "", {"name": "bob"}),
+        ("DELETE", _VS): _store_route("DELETE"),
+        ("POST", _VS + "/search"): _store_route("POST", "/search", {"query": "secret"}),
+        ("POST", _VS + "/files"): _own_store_route("POST", "/files", lambda i: {"file_id": i}),
+        ("GET", _VS + "/files"): _store_route("GET", "/files"),
+        ("GET", _VS + "/files/{file_id}"): _own_store_route("GET", "/files/{file}"),
+        ("POST", _VS + "/files/{file_id}"): _own_store_route(
+            "POST", "/files/{file}", lambda i: {"attributes": {"a": "b"}}
+        ),
+        ("DELETE", _VS + "/files/{file_id}"): _own_store_route("DELETE", "/files/{file}"),
+        ("GET", _VS + "/files/{file_id}/content"): _store_route("GET", "/files/{file_id}/content"),
+        ("POST", _VS + "/file_batches"): _own_store_route(
+            "POST", "/file_batches", lambda i: {"file_ids": [i]}
+        ),
+        ("GET", _VS + "/file_batches/{batch_id}"): _own_store_route("GET", "/file_batches/{batch}"),
+        ("POST", _VS + "/file_batches/{batch_id}/cancel"): _own_store_route(
+            "POST", "/file_batches/{batch}/cancel"
+        ),
+        ("GET", _VS + "/file_batches/{batch_id}/files"): _own_store_route(
+            "GET", "/file_batches/{batch}/files"
+        ),
+    }
+)
 
 
 def test_every_route_is_classified():

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from loom.store import Database
 from loom.store.migrations import MIGRATIONS
+from loom.store.retrieval_schema import PG_FULL_TEXT_INDEX, SQLITE_SEARCH_TABLE_PREFIXES
 from loom.store.schema import conversations, metadata, schema_migrations
 from tests.store.helpers import new_id
 
@@ -54,7 +55,7 @@ async def test_migrated_database_matches_schema_module(db: Database) -> None:
                 "indexes": {
                     i["name"]
                     for i in inspector.get_indexes(table)
-                    if not i.get("duplicates_constraint")
+                    if not i.get("duplicates_constraint") and i["name"] != PG_FULL_TEXT_INDEX
                 },
                 "unique": {u["name"] for u in inspector.get_unique_constraints(table)},
                 "primary_key": set(inspector.get_pk_constraint(table)["constrained_columns"]),
@@ -64,6 +65,7 @@ async def test_migrated_database_matches_schema_module(db: Database) -> None:
                 },
             }
             for table in inspector.get_table_names()
+            if not table.startswith(SQLITE_SEARCH_TABLE_PREFIXES)
         }
 
     def expected(table: sa.Table) -> dict[str, set]:

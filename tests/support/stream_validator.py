@@ -7,7 +7,10 @@ Used by every streaming test. It checks:
 - each item: `output_item.added` → its inner events → `output_item.done`, never
   interleaved, output indexes in order; message and reasoning content-part events around
   their deltas (reasoning: summary parts too); function / MCP argument deltas before
-  their `done`; custom tool input deltas before `custom_tool_call_input.done`;
+  their `done`; custom tool input deltas before `custom_tool_call_input.done`; a file
+  search's `in_progress` → `searching` → `completed` (no `completed` when it failed);
+- a message's `output_text.annotation.added` events, numbered from 0, add up to the
+  annotations of its final content part;
 - concatenated deltas equal the `done` text, the item in `output_item.done`, and the
   item in the final Response's `output`;
 - every event parses as the `openai` SDK's event type and validates against the Open
@@ -163,8 +166,24 @@ def _deltas(inner: list[dict[str, Any]], suffix: str) -> str:
 def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, Any]]) -> None:
     kind = item["type"]
     if kind == "message":
-        _check_part(item, types, inner, "output_text")
-        _check(item["content"][0]["text"] == inner[-2]["text"], "message: item text differs")
+        annotation = "response.output_text.annotation.added"
+        added = [e for e in inner if e["type"] == annotation]
+        plain = [e for e in inner if e["type"] != annotation]
+        _check_part(item, [e["type"] for e in plain], plain, "output_text")
+        _check(item["content"][0]["text"] == plain[-2]["text"], "message: item text differs")
+        _check(
+            [e["annotation_index"] for e in added] == list(range(len(added))),
+            "message: annotation indexes are not 0, 1, 2, ...",
+        )
+        annotations = plain[-1]["part"]["annotations"]
+        _check(
+            [e["annotation"] for e in added] == annotations,
+            "message: annotation.added events differ from the part's annotations",
+        )
+        _check(
+            item["content"][0]["annotations"] == annotations,
+            "message: item annotations differ from the content part's",
+        )
     elif kind == "reasoning":
         _check_reasoning(item, types, inner)
     elif kind in ("function_call", "mcp_call"):
@@ -187,6 +206,11 @@ def _check_inner(item: dict[str, Any], types: list[str], inner: list[dict[str, A
                 types[-1] in ("response.mcp_call.completed", "response.mcp_call.failed"),
                 f"mcp_call must end completed or failed: {types}",
             )
+    elif kind == "file_search_call":
+        states = ["response.file_search_call.in_progress", "response.file_search_call.searching"]
+        ending = [] if item["status"] == "failed" else ["response.file_search_call.completed"]
+        _check(types == states + ending, f"file_search_call events: {types}")
+        _check(item["status"] in ("completed", "failed"), f"file_search_call ends {item['status']}")
     elif kind == "custom_tool_call":
         delta = "response.custom_tool_call_input.delta"
         done = "response.custom_tool_call_input.done"

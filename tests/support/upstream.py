@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,44 +191,155 @@ def _text_of(content: Any) -> str:
     return content or ""
 
 
+# What differs between the recording server's file_search tool output and Loom's for the
+# same documents and the same search, and says nothing about the exchange:
+# - file ids are minted by each server: they become F0, F1, ... in order of appearance;
+# - scores come from each server's ranking: only their presence is kept;
+# - the recording server added its chunker's token counts to the attributes it showed.
+FILE_ID = re.compile(r"\bfile-[A-Za-z0-9]+")
+_SCORE = re.compile(r"(document_id: F\d+, score: )[-+.\deE]+")
+_TOKEN_COUNTS = re.compile(r", 'token_count': [\d.]+, 'metadata_token_count': [\d.]+")
+
+
+def file_ids_in(body: dict[str, Any]) -> list[str]:
+    """The file ids a chat request mentions, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for m in body.get("messages", []):
+        for file_id in FILE_ID.findall(_text_of(m.get("content"))):
+            seen.setdefault(file_id)
+    return list(seen)
+
+
+def _normalized(text: str, ids: dict[str, int]) -> str:
+    text = FILE_ID.sub(lambda m: f"F{ids[m.group(0)]}", text)
+    return _TOKEN_COUNTS.sub("", _SCORE.sub(r"\1S", text))
+
+
 def request_signature(body: dict[str, Any]) -> str:
     """The meaningful parts of a chat request: roles, texts, tool calls and outputs, tools."""
+    ids = {file_id: n for n, file_id in enumerate(file_ids_in(body))}
     messages = []
     for m in body.get("messages", []):
         calls = [
             (c["function"]["name"], json.loads(c["function"]["arguments"] or "{}"))
             for c in m.get("tool_calls") or []
         ]
-        messages.append((m["role"], _text_of(m.get("content")).strip(), calls))
+        messages.append((m["role"], _normalized(_text_of(m.get("content")).strip(), ids), calls))
     tools = sorted(t["function"]["name"] for t in body.get("tools") or [])
     return json.dumps([messages, tools], sort_keys=True)
+
+
+def _open_bracket(text: str) -> bool:
+    """Whether the text ends inside a `<...>` (maybe a marker whose id follows)."""
+    return text.rfind("<") > text.rfind(">")
+
+
+def with_file_ids(chunks: list[dict[str, Any]], mapping: dict[str, str]) -> list[dict[str, Any]]:
+    """Recorded chunks with the recording server's file ids replaced by the replaying
+    server's (the model cites what it was shown). A `<|file-id|>` marker split over several
+    chunks is first joined into one chunk."""
+    if not mapping:
+        return chunks
+
+    def swap(text: str) -> str:
+        return FILE_ID.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
+
+    out: list[dict[str, Any]] = []
+    pending: dict[str, Any] | None = None
+    for chunk in chunks:
+        choices = chunk.get("choices") or []
+        content = choices[0].get("delta", {}).get("content") if choices else None
+        if pending is not None and content is not None:
+            delta = pending["choices"][0]["delta"]
+            delta["content"] += content
+            if not _open_bracket(delta["content"]):
+                delta["content"] = swap(delta["content"])
+                out.append(pending)
+                pending = None
+            continue
+        if pending is not None:
+            out.append(pending)
+            pending = None
+        if content is None:
+            out.append(chunk)
+            continue
+        chunk = json.loads(json.dumps(chunk))
+        delta = chunk["choices"][0]["delta"]
+        if _open_bracket(delta["content"]):
+            pending = chunk
+        else:
+            delta["content"] = swap(delta["content"])
+            out.append(chunk)
+    if pending is not None:
+        out.append(pending)
+    return out
 
 
 def _asks_usage(request: dict[str, Any]) -> bool:
     return bool((request["body"].get("stream_options") or {}).get("include_usage"))
 
 
+def _searches_of(data: dict[str, Any]) -> list[str]:
+    """The queries of the knowledge_search calls a recorded answer makes."""
+    parts: dict[int, str] = {}
+    for chunk in data["response"]["body"]:
+        for choice in chunk["__data__"].get("choices") or ():
+            for call in (choice.get("delta") or {}).get("tool_calls") or ():
+                fn = call.get("function") or {}
+                parts[call["index"]] = parts.get(call["index"], "") + (fn.get("arguments") or "")
+    queries = []
+    for arguments in parts.values():
+        try:
+            query = json.loads(arguments).get("query")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(query, str):
+            queries.append(query)
+    return queries
+
+
 class Recordings:
     def __init__(self, directory: Path = SHARED_RECORDINGS):
         self.by_signature: dict[str, dict[str, Any]] = {}
+        # (embedding model, input text) → the recorded vector
+        self.embeddings: dict[tuple[str, str], list[float]] = {}
+        candidates: dict[str, list[dict[str, Any]]] = {}
         for path in sorted(require_shared(directory).glob("*.json")):
             data = json.loads(path.read_text())
             request = data.get("request", {})
+            if request.get("endpoint") == "/v1/embeddings":
+                self._add_embeddings(request["body"], data["response"]["body"]["__data__"])
+                continue
             if request.get("endpoint") != "/v1/chat/completions":
                 continue
             if not data["response"].get("is_streaming"):
                 continue
-            signature = request_signature(request["body"])
-            # Loom always asks for usage: the first recording that carries it wins.
-            current = self.by_signature.get(signature)
-            if current is None or (_asks_usage(request) and not _asks_usage(current["request"])):
-                self.by_signature[signature] = data
+            candidates.setdefault(request_signature(request["body"]), []).append(data)
+        for signature, recorded in candidates.items():
+            # Several runs recorded the same request. Prefer the answer whose searches can
+            # be replayed (their query embeddings were recorded too), then one that carries
+            # usage (Loom always asks for it), then the first.
+            self.by_signature[signature] = min(
+                recorded,
+                key=lambda d: (not self._replayable(d), not _asks_usage(d["request"])),
+            )
+
+    def _replayable(self, data: dict[str, Any]) -> bool:
+        return all(("text-embedding-3-small", q) in self.embeddings for q in _searches_of(data))
+
+    def _add_embeddings(self, body: dict[str, Any], response: dict[str, Any]) -> None:
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        for entry in response["data"]:
+            self.embeddings.setdefault((body["model"], inputs[entry["index"]]), entry["embedding"])
 
     def chunks_for(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
         data = self.by_signature.get(request_signature(body))
         if data is None:
             return None
-        return [c["__data__"] for c in data["response"]["body"]]
+        chunks = [c["__data__"] for c in data["response"]["body"]]
+        recorded_ids = file_ids_in(data["request"]["body"])
+        mapping = dict(zip(recorded_ids, file_ids_in(body), strict=False))
+        return with_file_ids(chunks, mapping)
 
 
 # -- the server -----------------------------------------------------------------------------
@@ -292,10 +404,16 @@ class FakeUpstream:
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = []
         for i, text in enumerate(inputs):
-            digest = hashlib.sha256(str(text).encode()).digest()
-            data.append(
-                {"object": "embedding", "index": i, "embedding": [b / 255.0 for b in digest[:16]]}
-            )
+            if self.recordings is not None:  # replaying: recorded vectors only
+                vector = self.recordings.embeddings.get((body["model"], text))
+                if vector is None:
+                    message = f"no recorded embedding of {text!r} by {body['model']}"
+                    error = {"message": message, "type": "not_recorded"}
+                    return JSONResponse({"error": error}, status_code=500)
+            else:
+                digest = hashlib.sha256(str(text).encode()).digest()
+                vector = [b / 255.0 for b in digest[:16]]
+            data.append({"object": "embedding", "index": i, "embedding": vector})
         return JSONResponse(
             {
                 "object": "list",

@@ -23,6 +23,7 @@ from loom.errors import ConflictError, NotFoundError
 from loom.metadata import Metadata
 from loom.services import Services
 from loom.store import DuplicateIdError
+from loom.tools.file_search import present_items
 
 router = APIRouter()
 
@@ -160,7 +161,7 @@ async def list_items(
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
-    _include: list[str] = Depends(includes),
+    include: list[str] = Depends(includes),
     svc: Services = Depends(services),
     who: str = Depends(owner),
 ):
@@ -169,14 +170,15 @@ async def list_items(
     )
     if page is None:
         raise _not_found(conversation_id)
-    return page_of(*page)
+    items, has_more = page
+    return page_of(present_items(items, include), has_more)
 
 
 @router.get("/conversations/{conversation_id}/items/{item_id}")
 async def get_item(
     conversation_id: str,
     item_id: str,
-    _include: list[str] = Depends(includes),
+    include: list[str] = Depends(includes),
     svc: Services = Depends(services),
     who: str = Depends(owner),
 ):
@@ -184,7 +186,7 @@ async def get_item(
     if item is None:
         await _existing(svc, who, conversation_id)
         raise _item_not_found(item_id, conversation_id)
-    return item
+    return present_items([item], include)[0]
 
 
 @router.delete("/conversations/{conversation_id}/items/{item_id}")

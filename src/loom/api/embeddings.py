@@ -1,4 +1,7 @@
-"""`/v1/embeddings`: forwarded to the model's provider with the provider's model name."""
+"""`/v1/embeddings`: forwarded to the model's provider with the provider's model name.
+
+The bundled retrieval model (`local/all-minilm-l6-v2`) is answered in-process instead.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from loom.api.body import openapi_body, parse_body
 from loom.api.deps import services
+from loom.errors import InvalidRequestError
 from loom.services import Services
 
 router = APIRouter()
@@ -26,5 +30,14 @@ class EmbeddingRequest(BaseModel):
 @router.post("/embeddings", openapi_extra=openapi_body(EmbeddingRequest))
 async def create_embeddings(request: Request, svc: Services = Depends(services)) -> Any:
     parsed, body = await parse_body(request, EmbeddingRequest)
+    rag = svc.rag
+    if rag is not None and rag.embeddings.is_local(parsed.model):
+        texts = [parsed.input] if isinstance(parsed.input, str) else parsed.input
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidRequestError(
+                f"'{parsed.model}' takes a string or a list of strings.", param="input"
+            )
+        vectors = await rag.embeddings.embed(parsed.model, texts)
+        return rag.embeddings.response(vectors, texts)
     resolved = await svc.models.resolve(parsed.model)
     return await resolved.provider.embed({**body, "model": resolved.model})

@@ -13,7 +13,9 @@ __all__ = ["INCLUDABLE", "includes"]
 async def includes(
     request: Request,
     include: list[str] | None = Query(
-        None, description="Accepted for compatibility; Loom always returns items whole."
+        None,
+        description="`file_search_call.results` adds search results to file_search_call"
+        " items; the other values are accepted for compatibility.",
     ),
 ) -> list[str]:
     """The `include` query values, validated. The `openai` SDK sends them as `include[]`,

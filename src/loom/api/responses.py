@@ -22,8 +22,29 @@ from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.engine.warmup import warmup_turn
 from loom.errors import InvalidRequestError, NotFoundError
 from loom.services import Services
+from loom.tools.file_search import present_items
 
 router = APIRouter()
+
+
+def _present(response: dict[str, Any], include: list[str] | None) -> dict[str, Any]:
+    """The Response as the client sees it: file search results only when included."""
+    output = response.get("output") or []
+    shown = present_items(output, include)
+    return response if shown is output else {**response, "output": shown}
+
+
+def _persister(svc: Services, who: str, prepared: PreparedTurn, req: CreateResponse) -> Persist:
+    """Save the turn (engine.turn_runner.turn_saver), then show file search results only
+    if `include` asked for them: the stored turn keeps them, as a later turn's model
+    reads them."""
+    save = turn_saver(svc.stores, who, prepared, req.store)
+
+    async def persist(response: dict[str, Any]) -> None:
+        await save(response)
+        response["output"] = present_items(response["output"], req.include)
+
+    return persist
 
 
 async def begin_turn(
@@ -42,10 +63,11 @@ async def begin_turn(
         settings=svc.settings,
         models=svc.models,
         stores=svc.stores,
+        searcher=svc.retrieval,
         url_policy=svc.url_policy,
         history=history,
     )
-    persist = turn_saver(svc.stores, who, prepared, req.store)
+    persist = _persister(svc, who, prepared, req)
     events = run_turn(prepared.turn) if generate else warmup_turn(prepared.turn)
     return prepared, events, persist
 
@@ -74,6 +96,7 @@ def _not_found(response_id: str) -> NotFoundError:
 @router.get("/responses/{response_id}")
 async def get_response(
     response_id: str,
+    include: list[str] = Depends(includes),
     stream: bool = False,
     starting_after: int | None = Query(None, ge=0),
     svc: Services = Depends(services),
@@ -98,7 +121,7 @@ async def get_response(
             svc.stores.background, svc.hub, svc.serialize, who, response_id, after, interval
         )
         return sse_response(events)
-    return await current(svc.stores.background, who, response)
+    return _present(await current(svc.stores.background, who, response), include)
 
 
 @router.post("/responses/{response_id}/cancel")
@@ -122,7 +145,7 @@ async def cancel_response(
     stored = await svc.stores.responses.get(who, response_id)
     if stored is None:
         raise _not_found(response_id)
-    return stored["response"]
+    return _present(stored["response"], None)
 
 
 @router.delete("/responses/{response_id}")
@@ -157,14 +180,14 @@ async def list_input_items(
     before: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
-    _include: list[str] = Depends(includes),
+    include: list[str] = Depends(includes),
     svc: Services = Depends(services),
     who: str = Depends(owner),
 ):
     stored = await svc.stores.responses.get(who, response_id)
     if stored is None:
         raise _not_found(response_id)
-    items = stored["input_items"]
+    items = present_items(stored["input_items"], include)
     if order == "desc":
         items = list(reversed(items))
     ids = [item.get("id") for item in items]

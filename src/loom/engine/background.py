@@ -46,6 +46,7 @@ from loom.store.background import (
 )
 from loom.store.conversations import append_items_in
 from loom.store.responses import upsert_response_in
+from loom.tools.file_search import Searcher
 
 log = logging.getLogger("loom.engine")
 
@@ -140,6 +141,7 @@ class BackgroundRunner:
         hub: EventHub,
         replica_id: str,
         url_policy: UrlPolicy,
+        searcher: Searcher | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
@@ -148,6 +150,7 @@ class BackgroundRunner:
         self.hub = hub
         self.replica_id = replica_id
         self.url_policy = url_policy
+        self.searcher = searcher  # vector store search, for the file_search tool
         self.runs: dict[str, LocalRun] = {}
 
     def _new_run(self, prepared: PreparedTurn, owner: str, base: int = 0) -> LocalRun:
@@ -210,6 +213,7 @@ class BackgroundRunner:
                 models=self.models,
                 stores=self.stores,
                 url_policy=self.url_policy,
+                searcher=self.searcher,
                 response_id=response_id,
                 created_at=stored["response"]["created_at"],
             )

@@ -6,9 +6,12 @@ single place where one becomes the other.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from loom.engine.citations import with_markers
 from loom.engine.custom_calls import chat_call
+from loom.tools.file_search import SEARCH_FUNCTION, known_files, render_for_model
 from loom.tools.mcp_tools import error_text
 
 Item = dict[str, Any]
@@ -68,6 +71,39 @@ def _denied(request: Item, answer: Item) -> list[Message]:
     ]
 
 
+def _assistant_text(parts: list[dict[str, Any]], citable: dict[str, str]) -> str:
+    """An answer as the model wrote it: citations of searched files go back in as
+    `<|file-id|>`."""
+    return "".join(
+        with_markers(p.get("text") or "", p.get("annotations") or (), citable)
+        if p.get("type") == "output_text"
+        else p.get("refusal") or ""
+        for p in parts
+    )
+
+
+def _search_call(item: Item, messages: list[Message], after_search: bool) -> None:
+    """A file search: the model's call, then the hits it read. Searches that follow each
+    other came from one model call: one assistant message, then their tool messages."""
+    query = " ".join(item.get("queries") or [])
+    call = {
+        "id": item["id"],
+        "type": "function",
+        "function": {"name": SEARCH_FUNCTION, "arguments": json.dumps({"query": query})},
+    }
+    assistant = None
+    last = messages[-1] if messages else None
+    if last is not None and last["role"] == "assistant" and "tool_calls" in last:
+        assistant = last  # the model's function calls of the same model call
+    elif after_search:
+        assistant = next(m for m in reversed(messages) if m["role"] == "assistant")
+    if assistant is not None:
+        assistant["tool_calls"].append(call)
+    else:
+        messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+    messages.append({"role": "tool", "tool_call_id": item["id"], "content": render_for_model(item)})
+
+
 def _attach(message: Message, sealed: list[dict[str, str]]) -> list[dict[str, str]]:
     if sealed:
         message["reasoning_details"] = sealed
@@ -78,15 +114,23 @@ def items_to_messages(items: list[Item]) -> list[Message]:
     messages: list[Message] = []
     approval_requests: dict[str, Item] = {}
     sealed: list[dict[str, str]] = []  # reasoning to hand back with the next assistant turn
+    previous = None
+    citable: dict[str, str] | None = None  # files the searches in `items` returned
     for item in items:
         kind = item.get("type")
+        after_search, previous = previous == "file_search_call", kind
         if kind == "reasoning" and item.get("encrypted_content"):
             # Given by an upstream in OpenRouter's form; it goes back the same way.
             sealed.append({"type": "reasoning.encrypted", "data": item["encrypted_content"]})
+        elif kind == "file_search_call":
+            _search_call(item, messages, after_search)
         elif kind == "message":
             role = item["role"]
             if role == "assistant":
-                messages.append({"role": "assistant", "content": _text(item["content"])})
+                if citable is None:
+                    citable = known_files(items)
+                content = _assistant_text(item["content"], citable)
+                messages.append({"role": "assistant", "content": content})
                 sealed = _attach(messages[-1], sealed)
             elif role in ("system", "developer"):
                 messages.append({"role": "system", "content": _text(item["content"])})

@@ -1,7 +1,8 @@
 """The agent loop: an async generator of Responses stream events for one turn.
 
 list MCP tools and run approved MCP calls → call the model → stream its text / reasoning
-/ tool calls as items → run its MCP calls and call the model again, or stop: on a final
+/ tool calls as items → run its MCP calls and file searches and call the model again, or
+stop: on a final
 answer, a client-side function call, an MCP call awaiting approval, a length limit, the
 iteration limit, or a failure. After each model call the loop takes one explicit
 `Decision`. Once it has yielded an event, its last event is exactly one of
@@ -30,6 +31,7 @@ from loom.engine.custom_calls import native_custom_messages
 from loom.engine.events import Event, EventSequencer
 from loom.engine.mcp_steps import McpCall, McpSteps
 from loom.engine.model_call import ModelCallStream
+from loom.engine.search_steps import SearchContext, SearchSteps
 from loom.engine.usage import UsageTotals
 from loom.errors import LoomError
 from loom.inference.registry import ResolvedModel
@@ -42,7 +44,7 @@ log = logging.getLogger("loom.engine")
 class Decision(Enum):
     """What the loop does after a model call. All but CALL_MODEL_AGAIN end the turn."""
 
-    CALL_MODEL_AGAIN = "call_model_again"  # MCP calls ran; the model reads their results
+    CALL_MODEL_AGAIN = "call_model_again"  # MCP calls / searches ran; the model reads them
     FINAL_ANSWER = "final_answer"
     CLIENT_TOOL_CALLS = "client_tool_calls"  # the client runs them and continues the chain
     APPROVAL_REQUIRED = "approval_required"  # the client approves or denies, then continues
@@ -74,6 +76,7 @@ class Turn:
     max_iterations: int = 10
     approved: list[ApprovedCall] = field(default_factory=list)  # MCP calls to run first
     mcp_timeout: float = 30.0
+    search: SearchContext | None = None  # how file_search reaches retrieval
     # How the turn reaches its MCP servers; `prepare_turn` binds the app's URL guard policy.
     connect_mcp: ConnectMcp = McpClients
     prelude: list[dict[str, Any]] = field(default_factory=list)  # e.g. a compaction item
@@ -125,7 +128,7 @@ def _decide(call: ModelCallStream, asks: bool, last: bool) -> Decision:
         return Decision.APPROVAL_REQUIRED
     if call.calls:
         return Decision.CLIENT_TOOL_CALLS
-    if call.mcp_calls:
+    if call.mcp_calls or call.search_calls:
         return Decision.ITERATION_LIMIT if last else Decision.CALL_MODEL_AGAIN
     return Decision.FINAL_ANSWER
 
@@ -195,6 +198,7 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
     failure: str | None = None
     stack = AsyncExitStack()  # the turn's MCP sessions, closed before the terminal event
     mcp = McpSteps(seq, output, turn.toolset, turn.connect_mcp(stack, turn.mcp_timeout))
+    searches = SearchSteps(seq, output, turn.toolset, turn.search)
     held = [  # until the first model chunk arrives
         seq.response_event("response.created", _snapshot(response)),
         seq.response_event("response.in_progress", _snapshot(response)),
@@ -226,11 +230,13 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
                 )
                 async for event in _model_events(turn, call, body, usage, held):
                     yield event
-                calls_made += len(call.calls) + len(call.mcp_calls)
+                calls_made += len(call.calls) + len(call.mcp_calls) + len(call.search_calls)
                 run, ask = _split(call)
                 decision = _decide(call, bool(ask), last=iteration == turn.max_iterations - 1)
                 if decision in _RUNS_MCP_CALLS:
                     async for event in mcp.run_calls(run):
+                        yield event
+                    async for event in searches.run(call.search_calls):
                         yield event
                     for event in mcp.approval_requests(ask):
                         yield event

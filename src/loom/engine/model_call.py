@@ -5,9 +5,13 @@ causes; `finish()` closes whatever is still open. It keeps the grammar: every it
 `output_item.added` … `output_item.done`, a message gets its content-part events around
 its text deltas, and items never interleave.
 
-Calls to MCP tools are not streamed here: an `mcp_call` item stays open while its call
-runs, which would interleave with whatever the model streams next. They are collected as
-`McpCallDraft`s, and the loop emits their items after the model call, when it runs them.
+When the turn has a file_search tool, a message's text passes through a `CitationStream`
+that turns `<|file-id|>` markers into `file_citation` annotations (engine/citations.py).
+
+Calls to MCP tools and searches are not streamed here: an `mcp_call` item stays open while
+its call runs, which would interleave with whatever the model streams next. They are
+collected as `McpCallDraft`s and `SearchDraft`s, and the loop emits their items after the
+model call, when it runs them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from loom.engine.citations import CitationStream
 from loom.engine.custom_calls import custom_input, unknown_tool_error
 from loom.engine.events import Event, EventSequencer
 from loom.engine.ids import new_id
@@ -31,6 +36,7 @@ class _OpenItem:
     item: Item
     output_index: int
     parts: list[str] = field(default_factory=list)
+    citations: CitationStream | None = None
     reasoning: ReasoningParts | None = None
     logprobs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -54,6 +60,17 @@ class McpCallDraft:
     @property
     def name(self) -> str:
         return self.tool["name"]
+
+    @property
+    def arguments(self) -> str:
+        return "".join(self.parts)
+
+
+@dataclass
+class SearchDraft:
+    """A search the model asked for; its `file_search_call` item is emitted when it runs."""
+
+    parts: list[str] = field(default_factory=list)
 
     @property
     def arguments(self) -> str:
@@ -90,10 +107,11 @@ class ModelCallStream:
         self._budget = call_budget
         self._parallel = parallel_tool_calls
         self._open: _OpenItem | None = None
-        self._calls_by_index: dict[int, _OpenItem | McpCallDraft | None] = {}
+        self._calls_by_index: dict[int, _OpenItem | McpCallDraft | SearchDraft | None] = {}
         self._started = 0  # calls the model started that were kept
         self.calls: list[ToolCall] = []
         self.mcp_calls: list[McpCallDraft] = []
+        self.search_calls: list[SearchDraft] = []
         self.finish_reason: str | None = None
         self.text = ""
 
@@ -120,8 +138,22 @@ class ModelCallStream:
         item, index = opened.item, opened.output_index
         text = "".join(opened.parts)
         if opened.kind == "message":
+            annotations: list[dict[str, Any]] = []
+            if opened.citations is not None:
+                rest, added = opened.citations.finish(text)
+                if rest:
+                    opened.parts.append(rest)
+                    text += rest
+                    events.append(self._seq.text_delta(item["id"], index, rest))
+                self._annotation_events(opened, added, events)
+                annotations = opened.citations.annotations
             logprobs = opened.logprobs
-            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
+            part = {
+                "type": "output_text",
+                "text": text,
+                "annotations": annotations,
+                "logprobs": logprobs,
+            }
             events.append(self._seq.text_done(item["id"], index, text, logprobs))
             events.append(self._seq.part_done(item["id"], index, 0, part))
             item["content"] = [part]
@@ -211,11 +243,38 @@ class ModelCallStream:
                 "content": [],
             }
             opened = self._open_item("message", item, events)
-        opened.parts.append(text)
+            if self._toolset.file_search is not None:
+                opened.citations = CitationStream(self._toolset.citable_files)
+        added: list[dict[str, Any]] = []
+        if opened.citations is not None:
+            text, added = opened.citations.feed(text)
         if logprobs:
             logprobs = [_logprob(entry) for entry in logprobs]
             opened.logprobs.extend(logprobs)
-        events.append(self._seq.text_delta(opened.item["id"], opened.output_index, text, logprobs))
+        if text:
+            opened.parts.append(text)
+            events.append(
+                self._seq.text_delta(opened.item["id"], opened.output_index, text, logprobs)
+            )
+        if added:
+            self._annotation_events(opened, added, events)
+
+    def _annotation_events(
+        self, opened: _OpenItem, added: list[dict[str, Any]], events: list[Event]
+    ) -> None:
+        assert opened.citations is not None
+        first = len(opened.citations.annotations) - len(added)
+        for n, annotation in enumerate(added, first):
+            events.append(
+                self._seq.emit(
+                    "response.output_text.annotation.added",
+                    item_id=opened.item["id"],
+                    output_index=opened.output_index,
+                    content_index=0,
+                    annotation_index=n,
+                    annotation=annotation,
+                )
+            )
 
     def _tool_call(self, call: dict[str, Any], events: list[Event]) -> None:
         index = call.get("index", 0)
@@ -227,7 +286,7 @@ class ModelCallStream:
         if opened is None:  # over the call budget: dropped
             return
         arguments = function.get("arguments") or function.get("input")
-        if arguments and isinstance(opened, McpCallDraft):
+        if arguments and isinstance(opened, McpCallDraft | SearchDraft):
             opened.parts.append(arguments)
         elif arguments:
             if opened is not self._open:
@@ -256,13 +315,17 @@ class ModelCallStream:
 
     def _start_call(
         self, call: dict[str, Any], function: dict[str, Any], events: list[Event]
-    ) -> _OpenItem | McpCallDraft | None:
+    ) -> _OpenItem | McpCallDraft | SearchDraft | None:
         if self._budget is not None and self._started >= self._budget:
             return None
         if not self._parallel and self._started >= 1:
             return None
         self._started += 1
         name = function.get("name") or ""
+        if self._toolset.is_file_search(name):
+            search = SearchDraft()
+            self.search_calls.append(search)
+            return search
         mcp = self._toolset.mcp_tool(name)
         if mcp is not None:
             draft = McpCallDraft(*mcp)

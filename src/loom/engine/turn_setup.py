@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -28,12 +28,14 @@ from loom.engine.request import (
     chat_params,
     response_skeleton,
 )
+from loom.engine.search_steps import SearchContext
 from loom.engine.truncation import estimate_tokens, estimate_tools, fit_items
-from loom.errors import InvalidRequestError, NotFoundError
+from loom.errors import InvalidRequestError, LoomError, NotFoundError
 from loom.inference.registry import ModelRegistry, ResolvedModel
 from loom.security.limits import check_count
 from loom.security.url_guard import UrlPolicy
 from loom.store import Stores
+from loom.tools.file_search import INCLUDE_RESULTS, Searcher, known_files
 from loom.tools.mcp_client import McpClients
 from loom.tools.toolset import ToolSet, build_toolset
 
@@ -105,6 +107,43 @@ async def _fit_context(
     )
 
 
+def _last_user_text(items: list[dict[str, Any]]) -> str | None:
+    for item in reversed(items):
+        if item.get("type") == "message" and item.get("role") == "user":
+            text = " ".join(
+                p.get("text") or "" for p in item.get("content") or () if isinstance(p, dict)
+            ).strip()
+            if text:
+                return text
+    return None
+
+
+async def _search_context(
+    toolset: ToolSet, req: CreateResponse, owner: str, searcher: Searcher | None
+) -> SearchContext | None:
+    """Check the file_search tool's vector stores up front, so an unknown id is a 404
+    naming the field before anything runs, and nothing is stored."""
+    config = toolset.file_search
+    if config is None:
+        return None
+    if searcher is None:
+        raise InvalidRequestError(
+            "file_search is not available on this server.", param=f"{config.where}.type"
+        )
+    try:
+        await searcher.require_vector_stores(owner, list(config.vector_store_ids))
+    except LoomError as exc:
+        exc.param = f"{config.where}.vector_store_ids"
+        raise
+    return SearchContext(owner, searcher, INCLUDE_RESULTS in (req.include or ()))
+
+
+def _with_fallback(search: SearchContext | None, items: list[dict[str, Any]]) -> Any:
+    if search is None:
+        return None
+    return replace(search, fallback_query=_last_user_text(items))
+
+
 async def prepare_turn(
     req: CreateResponse,
     *,
@@ -113,6 +152,7 @@ async def prepare_turn(
     models: ModelRegistry,
     stores: Stores,
     url_policy: UrlPolicy,
+    searcher: Searcher | None = None,
     history: list[dict[str, Any]] | None = None,
     response_id: str | None = None,
     created_at: int | None = None,
@@ -139,6 +179,7 @@ async def prepare_turn(
     native_custom = getattr(resolved.provider, "native_custom_tools", False)
     toolset = build_toolset(req.tools, req.tool_choice, native_custom=native_custom)
     await _check_mcp_urls(req.tools, url_policy, settings.mcp_timeout)
+    search = await _search_context(toolset, req, owner, searcher)
     if history is None:
         history = await history_items(
             stores,
@@ -159,6 +200,7 @@ async def prepare_turn(
     )
     approved = approved_calls(history, input_items, toolset)
     reuse_listings(toolset, history + input_items)
+    toolset.citable_files.update(known_files(history + input_items))
     context = await _fit_context(req, resolved, toolset, instructions, context)
     response = response_skeleton(
         req,
@@ -181,6 +223,7 @@ async def prepare_turn(
         max_iterations=settings.max_tool_iterations,
         approved=approved,
         mcp_timeout=settings.mcp_timeout,
+        search=_with_fallback(search, history + input_items),
         connect_mcp=partial(McpClients, policy=url_policy),
         logprobs=LOGPROBS_INCLUDE in (req.include or ()),
     )

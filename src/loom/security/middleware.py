@@ -36,10 +36,21 @@ _WRONG_KEY = "Incorrect API key provided."
 class Guard:
     """What the middleware consults; the key ring is set once the database is open."""
 
-    def __init__(self, limiter: KeyLimiter, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        limiter: KeyLimiter,
+        max_body_bytes: int,
+        upload_limits: dict[str, int] | None = None,
+    ) -> None:
         self.limiter = limiter
         self.max_body_bytes = max_body_bytes
+        # Paths whose bodies are uploads streamed to disk, each with its own limit, which
+        # the route itself enforces on the file while it streams (POST /v1/files).
+        self.upload_limits = upload_limits or {}
         self.keys: KeyRing | None = None
+
+    def body_limit(self, path: str) -> int:
+        return self.upload_limits.get(path, self.max_body_bytes)
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:
@@ -92,9 +103,10 @@ class SecurityMiddleware:
             return await self.app(scope, receive, send)
         guard = self.guard
         key, length = _headers(scope)
-        if kind == "http" and length is not None and length > guard.max_body_bytes:
-            return await send_error(send, _too_large(guard.max_body_bytes))
         path = scope["path"]
+        body_limit = guard.body_limit(path)
+        if kind == "http" and length is not None and length > body_limit:
+            return await send_error(send, _too_large(body_limit))
         if path in PUBLIC_PATHS or _is_console(path):
             return await self.app(scope, receive, send)
         try:
@@ -106,7 +118,7 @@ class SecurityMiddleware:
         # A copy: the server may share the lifespan state dict between requests.
         scope["state"] = {**(scope.get("state") or {}), "owner": owner, "admin": admin}
         if kind == "http" and length is None and scope.get("method") not in ("GET", "HEAD"):
-            receive, send = _BodyCounter(receive, send, guard.max_body_bytes).wrap()
+            receive, send = _BodyCounter(receive, send, body_limit).wrap()
         limiter = guard.limiter
         if admin or kind == "websocket" or not limiter.active:
             return await self.app(scope, receive, send)

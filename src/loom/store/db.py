@@ -20,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from loom.store import sqlite_driver
 from loom.store.migrations import apply_pending
 
 # busy_timeout first: switching to WAL may briefly wait for another process.
@@ -120,7 +121,13 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     if not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     # The Connection ends its own transaction; a second rollback on return is a wasted hop.
-    engine = create_async_engine(url, pool_reset_on_return=None)
+    # Connections come from pysqlite3 with sqlite-vec loaded (see sqlite_driver.py).
+    engine = create_async_engine(
+        url,
+        pool_reset_on_return=None,
+        module=sqlite_driver.dbapi(),
+        async_creator=sqlite_driver.async_creator(database, uri=database.startswith("file:")),
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

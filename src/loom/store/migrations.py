@@ -182,6 +182,98 @@ def m004_background(conn: Connection) -> None:
     md.create_all(conn)
 
 
+@migration
+def m005_files_and_vector_stores(conn: Connection) -> None:
+    md = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    sa.Table(
+        "files",
+        md,
+        sa.Column("seq", Seq, primary_key=True),
+        sa.Column("id", sa.String, nullable=False, unique=True),
+        sa.Column("owner", sa.String, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("expires_at", sa.BigInteger, nullable=True),
+        sa.Column("bytes", sa.BigInteger, nullable=False),
+        sa.Column("filename", sa.String, nullable=False),
+        sa.Column("purpose", sa.String, nullable=False),
+        sa.Column("path", sa.String, nullable=False),
+        sa.Index(None, "owner", "purpose", "seq"),
+    )
+    sa.Table(
+        "vector_stores",
+        md,
+        sa.Column("seq", Seq, primary_key=True),
+        sa.Column("id", sa.String, nullable=False, unique=True),
+        sa.Column("owner", sa.String, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("last_active_at", sa.BigInteger, nullable=False),
+        sa.Column("name", sa.String, nullable=True),
+        sa.Column("metadata", JSONText, nullable=True),
+        sa.Column("expires_after", JSONText, nullable=True),
+        sa.Column("expires_at", sa.BigInteger, nullable=True),
+        sa.Column("embedding_model", sa.String, nullable=False),
+        sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Index(None, "owner", "seq"),
+    )
+    sa.Table(
+        "vector_store_files",
+        md,
+        sa.Column("seq", Seq, primary_key=True),
+        sa.Column("vector_store_id", sa.String, nullable=False),
+        sa.Column("file_id", sa.String, nullable=False),
+        sa.Column("owner", sa.String, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("status", sa.String, nullable=False),
+        sa.Column("last_error", JSONText, nullable=True),
+        sa.Column("attributes", JSONText, nullable=True),
+        sa.Column("chunking_strategy", JSONText, nullable=False),
+        sa.Column("usage_bytes", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("batch_id", sa.String, nullable=True),
+        sa.Column("lease_until", sa.Float, nullable=True),
+        sa.UniqueConstraint("vector_store_id", "file_id"),
+        sa.Index(None, "status", "lease_until"),
+        sa.Index(None, "file_id"),
+        sa.Index(None, "batch_id"),
+    )
+    sa.Table(
+        "file_batches",
+        md,
+        sa.Column("id", sa.String, primary_key=True),
+        sa.Column("vector_store_id", sa.String, nullable=False),
+        sa.Column("owner", sa.String, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("cancelled", sa.Boolean, nullable=False, server_default=sa.false()),
+    )
+    sa.Table(
+        "chunks",
+        md,
+        sa.Column("id", Seq, primary_key=True),
+        sa.Column("vector_store_id", sa.String, nullable=False),
+        sa.Column("file_id", sa.String, nullable=False),
+        sa.Column("owner", sa.String, nullable=False),
+        sa.Column("position", sa.Integer, nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("embedding", sa.LargeBinary, nullable=True),
+        sa.Index(None, "vector_store_id", "file_id"),
+    )
+    md.create_all(conn)
+    if conn.dialect.name == "sqlite":
+        # Keyword index; rowid = chunks.id. Vectors get chunk_vec_<dims> tables on demand.
+        conn.exec_driver_sql("ALTER TABLE chunks ADD COLUMN tsv TEXT")
+        conn.exec_driver_sql(
+            "CREATE VIRTUAL TABLE chunk_fts USING fts5(text, content='', contentless_delete=1)"
+        )
+        conn.exec_driver_sql(
+            "CREATE VIRTUAL TABLE chunk_fts_vocab USING fts5vocab(chunk_fts, 'row')"
+        )
+    else:
+        conn.exec_driver_sql(
+            "ALTER TABLE chunks ADD COLUMN tsv tsvector"
+            " GENERATED ALWAYS AS (to_tsvector('english', text)) STORED"
+        )
+        conn.exec_driver_sql("CREATE INDEX ix_chunks_fts ON chunks USING gin (tsv)")
+
+
 async def apply_pending(conn: AsyncConnection) -> list[str]:
     """Apply, in order, every migration not yet recorded; return the names applied.
 

@@ -164,3 +164,6 @@ response_events = sa.Table(
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("frame", sa.LargeBinary, nullable=False),
 )
+
+# The retrieval tables join the same metadata (imported last: it needs `metadata`).
+from loom.store import retrieval_schema  # noqa: E402, F401

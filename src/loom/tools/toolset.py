@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loom.errors import InvalidRequestError
+from loom.tools import file_search
 from loom.tools.extra_tools import ToolRoute, offer_custom, offer_namespace, offer_unknown
+from loom.tools.file_search import FileSearchConfig, parse_file_search_tool
 from loom.tools.mcp_tools import McpServer, chat_tool, parse_mcp_tool
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -31,6 +33,15 @@ class ToolSet:
     # From an `allowed_tools` tool_choice: server_label → the tool names it allows (None: all).
     mcp_choice: dict[str, set[str] | None] | None = None
     listed_labels: set[str] = field(default_factory=set)
+    file_search: FileSearchConfig | None = None
+    # file id → filename of every file a search of this turn or its history returned: the
+    # files the model may cite.
+    citable_files: dict[str, str] = field(default_factory=dict)
+
+    def is_file_search(self, name: str) -> bool:
+        """Whether a model's call to `name` is a search the server runs."""
+        return self.file_search is not None and name == file_search.SEARCH_FUNCTION
+
     # Chat names of namespaced, custom and unknown-typed tools → what a call to them is.
     routes: dict[str, ToolRoute] = field(default_factory=dict)
 
@@ -58,7 +69,7 @@ class ToolSet:
         self.listed_labels.add(server.label)
         for tool in tools:
             name = tool["name"]
-            if name in self.function_names or name in self.mcp_tools:
+            if name in self.function_names or name in self.mcp_tools or self.is_file_search(name):
                 continue
             if server.allows(tool) and self._chosen(server, name):
                 self.mcp_tools[name] = (server, tool)
@@ -139,6 +150,14 @@ def build_toolset(
                 )
             toolset.mcp_servers[server.label] = server
             toolset.echo.append(echo)
+        elif kind == "file_search":
+            if toolset.file_search is not None:
+                raise InvalidRequestError(
+                    "Only one file_search tool may be given.", param=f"{where}.type"
+                )
+            toolset.file_search, echo = parse_file_search_tool(raw, where)
+            toolset.chat_tools.append(file_search.chat_tool())
+            toolset.echo.append(echo)
         elif kind == "namespace":
             for offer in offer_namespace(raw, where, native_custom):
                 toolset._offer(*offer, where)
@@ -154,6 +173,11 @@ def build_toolset(
             toolset.echo.append(raw)
         else:
             raise InvalidRequestError(f"'{where}.type' is required.", param=f"{where}.type")
+    if toolset.file_search is not None and file_search.SEARCH_FUNCTION in toolset.function_names:
+        raise InvalidRequestError(
+            f"The function name '{file_search.SEARCH_FUNCTION}' is reserved for file_search.",
+            param="tools",
+        )
     _apply_tool_choice(toolset, tool_choice)
     return toolset
 
@@ -172,7 +196,15 @@ def _apply_tool_choice(toolset: ToolSet, choice: Any) -> None:
         toolset.chat_tool_choice = choice if has_tools else None
         return
     kind = choice.get("type")
-    if kind in ("function", "custom"):
+    if kind == "file_search":
+        if toolset.file_search is None:
+            raise InvalidRequestError(
+                "Tool choice 'file_search' needs a file_search tool in 'tools'.",
+                param="tool_choice.type",
+            )
+        forced = {"type": "function", "function": {"name": file_search.SEARCH_FUNCTION}}
+        toolset.chat_tool_choice = forced
+    elif kind in ("function", "custom"):
         name = _named(choice, toolset.function_names, "tool_choice.name")
         route = toolset.route(name)
         if route is not None and route.native:
@@ -207,6 +239,8 @@ def _apply_tool_choice(toolset: ToolSet, choice: Any) -> None:
             for i, t in enumerate(allowed)
             if isinstance(t, dict) and t.get("type") in ("function", "custom")
         }
+        if any(isinstance(t, dict) and t.get("type") == "file_search" for t in allowed):
+            keep.add(file_search.SEARCH_FUNCTION)
         toolset.chat_tools = [t for t in toolset.chat_tools if chat_tool_name_of(t) in keep]
         toolset.mcp_choice = _allowed_mcp(allowed, toolset)
         toolset.chat_tool_choice = mode

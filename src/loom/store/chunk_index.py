@@ -1,0 +1,379 @@
+"""The search index over chunks: writes and the two candidate queries, per backend.
+
+Every chunk row keeps its vector as float32 bytes (`chunks.embedding`); searches scan
+them exactly, from a per-store in-memory matrix (vector_cache.py). SQLite also keeps the
+vectors in sqlite-vec: `vec0` tables, one per embedding size (`chunk_vec_<dims>`,
+partitioned by vector store, cosine distance), which answer for a store too big for the
+cache, with `vec_distance_cosine` over the chunk rows when a filter applies. Keywords:
+the FTS5 table `chunk_fts` (rowid = chunk id) on SQLite; on PostgreSQL (no pgvector
+assumed) full-text search over the generated, GIN-indexed `chunks.tsv`.
+
+Both candidate queries take an optional SQL condition over `vector_store_files.attributes`
+(from attribute_filters.py), so a filter decides membership inside the query.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from loom.store.retrieval_schema import chunks as chunks_t
+from loom.store.retrieval_schema import vector_store_files as vsf_t
+from loom.store.vector_cache import VectorCache
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_MAX_TERMS = 32
+_COMMON_FLOOR = 1000
+_KEPT_TERMS = 8
+
+
+def _vec_table(dims: int) -> str:
+    return f"chunk_vec_{int(dims)}"
+
+
+async def _vec_tables(conn: AsyncConnection) -> list[str]:
+    rows = await conn.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name GLOB 'chunk_vec_[0-9]*'"
+        " AND name NOT GLOB '*_*_*_*'"
+    )
+    return [r[0] for r in rows]
+
+
+async def insert_chunks(
+    conn: AsyncConnection,
+    owner: str,
+    store_id: str,
+    file_id: str,
+    texts: list[str],
+    vectors: np.ndarray,
+) -> None:
+    if not texts:
+        return
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    sqlite = conn.dialect.name == "sqlite"
+    rows = [
+        {
+            "vector_store_id": store_id,
+            "file_id": file_id,
+            "owner": owner,
+            "position": i,
+            "text": text,
+            "embedding": vectors[i].tobytes(),
+        }
+        for i, text in enumerate(texts)
+    ]
+    result = await conn.execute(
+        sa.insert(chunks_t).returning(chunks_t.c.id, sort_by_parameter_order=True), rows
+    )
+    ids = [r[0] for r in result]
+    if not sqlite:
+        return
+    table = _vec_table(vectors.shape[1])
+    await conn.exec_driver_sql(
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING vec0("
+        f"vector_store_id text partition key, embedding float[{vectors.shape[1]}] "
+        "distance_metric=cosine)"
+    )
+    await conn.exec_driver_sql(
+        "INSERT INTO chunk_fts(rowid, text) VALUES (?, ?)", list(zip(ids, texts, strict=True))
+    )
+    await conn.exec_driver_sql(
+        f"INSERT INTO {table}(rowid, vector_store_id, embedding) VALUES (?, ?, ?)",
+        [(i, store_id, vectors[n].tobytes()) for n, i in enumerate(ids)],
+    )
+
+
+async def delete_chunks(conn: AsyncConnection, where: ColumnElement[bool]) -> None:
+    if conn.dialect.name == "sqlite":
+        ids = [(i,) for i in (await conn.execute(sa.select(chunks_t.c.id).where(where))).scalars()]
+        if ids:
+            await conn.exec_driver_sql("DELETE FROM chunk_fts WHERE rowid = ?", ids)
+            for table in await _vec_tables(conn):
+                await conn.exec_driver_sql(f"DELETE FROM {table} WHERE rowid = ?", ids)
+    await conn.execute(sa.delete(chunks_t).where(where))
+
+
+def _joined(store_ids: list[str], condition: ColumnElement[bool] | None):
+    """chunks joined to their attachment, limited to the stores and the filter."""
+    join = chunks_t.join(
+        vsf_t,
+        sa.and_(
+            vsf_t.c.vector_store_id == chunks_t.c.vector_store_id,
+            vsf_t.c.file_id == chunks_t.c.file_id,
+        ),
+    )
+    where = [chunks_t.c.vector_store_id.in_(store_ids)]
+    if condition is not None:
+        where.append(condition)
+    return join, where
+
+
+async def _selective_terms(conn: AsyncConnection, terms: list[str]) -> list[str]:
+    """The query terms worth scoring: at most _KEPT_TERMS of the rarest, each found in at
+    most a fiftieth of all chunks (or _COMMON_FLOOR of them, if more). A very common
+    term's BM25 weight is slight, and scoring every chunk it matches would cost more than
+    the rest of the search; the vector side still sees the whole query. Document counts
+    come from FTS5's vocabulary table on SQLite and from GIN-index counts (capped) on
+    PostgreSQL."""
+    if conn.dialect.name == "sqlite":
+        marks = ",".join("?" * len(terms))
+        rows = await conn.exec_driver_sql(
+            f"SELECT term, doc FROM chunk_fts_vocab WHERE term IN ({marks})", tuple(terms)
+        )
+        counts = dict(rows.all())
+        total = (await conn.exec_driver_sql("SELECT max(id) FROM chunks")).scalar() or 0
+        ceiling = max(_COMMON_FLOOR, total // 50)
+    else:
+        total = (
+            await conn.exec_driver_sql(
+                "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE relname = 'chunks'"
+            )
+        ).scalar() or 0
+        ceiling = max(_COMMON_FLOOR, total // 50)
+        listed = (
+            sa.func.unnest(sa.literal(terms, sa.ARRAY(sa.String)))
+            .table_valued("term")
+            .render_derived()
+        )
+        matching = (
+            sa.select(sa.literal(1).label("one"))
+            .where(chunks_t.c.tsv.op("@@")(sa.func.to_tsquery("english", listed.c.term)))
+            .limit(ceiling + 1)
+            .correlate(listed)
+            .lateral()
+        )
+        count = sa.select(sa.func.count()).select_from(matching).scalar_subquery()
+        rows = await conn.execute(sa.select(listed.c.term, count.label("doc")))
+        counts = dict(rows.all())
+    kept = [t for t in terms if counts.get(t, 0) <= ceiling]
+    return sorted(kept, key=lambda t: counts.get(t, 0))[:_KEPT_TERMS]
+
+
+def keyword_terms(query: str) -> list[str]:
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(query.lower()):
+        seen.setdefault(word, None)
+    return list(seen)[:_MAX_TERMS]
+
+
+async def keyword_candidates(
+    conn: AsyncConnection,
+    store_ids: list[str],
+    query: str,
+    condition: ColumnElement[bool] | None,
+    limit: int,
+) -> dict[int, float]:
+    """Chunk id -> keyword relevance (higher is better, > 0) for the best `limit` matches."""
+    terms = keyword_terms(query)
+    if not terms:
+        return {}
+    join, where = _joined(store_ids, condition)
+    if conn.dialect.name == "sqlite":
+        terms = await _selective_terms(conn, terms)
+        if not terms:
+            return {}
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        # Matched once, materialized, then joined: left to itself SQLite runs the MATCH
+        # once per candidate chunk.
+        matched = (
+            sa.select(
+                sa.literal_column("rowid").label("id"),
+                sa.func.bm25(sa.literal_column("chunk_fts")).label("bm25"),
+            )
+            .select_from(sa.table("chunk_fts"))
+            .where(sa.literal_column("chunk_fts").op("MATCH")(match))
+            .cte("matched")
+            .prefix_with("MATERIALIZED")
+        )
+        query_ = (
+            sa.select(chunks_t.c.id, (-matched.c.bm25).label("score"))
+            .select_from(join.join(matched, matched.c.id == chunks_t.c.id))
+            .where(*where)
+            .order_by(matched.c.bm25)
+            .limit(limit)
+        )
+    else:
+        terms = await _selective_terms(conn, terms)
+        if not terms:
+            return {}
+        tsquery = sa.func.to_tsquery("english", " | ".join(terms))
+        score = sa.func.ts_rank(chunks_t.c.tsv, tsquery)
+        query_ = (
+            sa.select(chunks_t.c.id, score.label("score"))
+            .select_from(join)
+            .where(chunks_t.c.tsv.op("@@")(tsquery), *where)
+            .order_by(sa.desc("score"))
+            .limit(limit)
+        )
+    return {r[0]: float(r[1]) for r in await conn.execute(query_) if r[1] and r[1] > 0}
+
+
+async def vector_candidates(
+    conn: AsyncConnection,
+    store_ids: list[str],
+    vector: np.ndarray,
+    condition: ColumnElement[bool] | None,
+    limit: int,
+    extra_ids: list[int],
+    cache: VectorCache,
+) -> dict[int, float]:
+    """Chunk id -> cosine similarity for the `limit` nearest chunks of each store, plus
+    `extra_ids` (keyword candidates, so every candidate gets a similarity)."""
+    vector = np.ascontiguousarray(vector, dtype=np.float32)
+    cached, too_big = await cache.get(conn, store_ids, vector.shape[0])
+    out: dict[int, float] = {}
+    allowed: dict[str, set[str]] = {}
+    if cached and condition is not None:
+        passing = await conn.execute(
+            sa.select(vsf_t.c.vector_store_id, vsf_t.c.file_id).where(
+                vsf_t.c.vector_store_id.in_([e.store_id for e in cached]), condition
+            )
+        )
+        for store_id, file_id in passing:
+            allowed.setdefault(store_id, set()).add(file_id)
+    for entry in cached:
+        mask = None
+        if condition is not None:
+            files = allowed.get(entry.store_id, set())
+            codes = [i for i, f in enumerate(entry.file_ids) if f in files]
+            mask = np.isin(entry.file_rows, np.asarray(codes, dtype=np.int32))
+        out.update(nearest(entry.ids, entry.matrix, vector, limit, extra_ids, mask))
+    if too_big and conn.dialect.name == "sqlite":
+        out.update(await _sqlite_vectors(conn, too_big, vector, condition, limit, extra_ids))
+    elif too_big:
+        join, where = _joined(too_big, condition)
+        rows = (
+            await conn.execute(
+                sa.select(chunks_t.c.id, chunks_t.c.embedding).select_from(join).where(*where)
+            )
+        ).all()
+        if rows:
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            out.update(nearest(ids, matrix.reshape(len(rows), -1), vector, limit, extra_ids))
+    return out
+
+
+def nearest(
+    ids: np.ndarray,
+    matrix: np.ndarray,
+    vector: np.ndarray,
+    limit: int,
+    extra_ids: list[int],
+    allowed: np.ndarray | None = None,
+) -> dict[int, float]:
+    """Brute force: the `limit` most similar rows (of the `allowed` ones), plus `extra_ids`."""
+    if len(ids) == 0:
+        return {}
+    sims = matrix @ vector
+    if allowed is not None:
+        sims = np.where(allowed, sims, -np.inf)
+    count = min(limit, int(np.count_nonzero(np.isfinite(sims))))
+    if count <= 0:
+        top = np.zeros(0, dtype=np.int64)
+    elif count < len(ids):
+        top = np.argpartition(-sims, count - 1)[:count]
+    else:
+        top = np.arange(len(ids))
+    out = {int(ids[i]): float(sims[i]) for i in top if np.isfinite(sims[i])}
+    wanted = [i for i in extra_ids if i not in out]
+    if wanted:
+        for pos in np.nonzero(np.isin(ids, np.asarray(wanted, dtype=np.int64)))[0]:
+            if np.isfinite(sims[pos]):
+                out[int(ids[pos])] = float(sims[pos])
+    return out
+
+
+async def _sqlite_vectors(
+    conn: AsyncConnection,
+    store_ids: list[str],
+    vector: np.ndarray,
+    condition: ColumnElement[bool] | None,
+    limit: int,
+    extra_ids: list[int],
+) -> dict[int, float]:
+    table = _vec_table(vector.shape[0])
+    if table not in await _vec_tables(conn):
+        return {}
+    blob = vector.tobytes()
+    out: dict[int, float] = {}
+    if condition is None:
+        # vec0's own k-nearest scan, one partition (vector store) at a time.
+        for store_id in store_ids:
+            rows = await conn.exec_driver_sql(
+                f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ?"
+                " AND vector_store_id = ?",
+                (blob, limit, store_id),
+            )
+            out.update({r[0]: 1.0 - float(r[1]) for r in rows})
+    else:
+        # A filter: sqlite-vec's distance over the filtered chunks' own copies of their
+        # vectors (vec0 looks rows up by id far more slowly than a table scan reads them).
+        join, where = _joined(store_ids, condition)
+        distance = sa.func.vec_distance_cosine(chunks_t.c.embedding, blob)
+        rows = await conn.execute(
+            sa.select(chunks_t.c.id, distance.label("d"))
+            .select_from(join)
+            .where(*where)
+            .order_by("d")
+            .limit(limit)
+        )
+        out.update({r[0]: 1.0 - float(r[1]) for r in rows})
+    wanted = [i for i in extra_ids if i not in out]
+    if wanted:
+        distance = sa.func.vec_distance_cosine(chunks_t.c.embedding, blob)
+        rows = await conn.execute(
+            sa.select(chunks_t.c.id, distance).where(chunks_t.c.id.in_(wanted))
+        )
+        out.update({r[0]: 1.0 - float(r[1]) for r in rows})
+    return out
+
+
+async def chunk_details(conn: AsyncConnection, ids: list[int]) -> dict[int, Any]:
+    """id -> (id, file_id, vector_store_id, text, attributes) for the hits to return.
+
+    Two lookups by key rather than one join, which SQLite would drive from the files side.
+    """
+    if not ids:
+        return {}
+    rows = (
+        await conn.execute(
+            sa.select(
+                chunks_t.c.id, chunks_t.c.file_id, chunks_t.c.vector_store_id, chunks_t.c.text
+            ).where(chunks_t.c.id.in_(ids))
+        )
+    ).all()
+    stores = {r.vector_store_id for r in rows}
+    files = {r.file_id for r in rows}
+    attributes = {
+        (r[0], r[1]): r[2]
+        for r in await conn.execute(
+            sa.select(vsf_t.c.vector_store_id, vsf_t.c.file_id, vsf_t.c.attributes).where(
+                vsf_t.c.vector_store_id.in_(stores), vsf_t.c.file_id.in_(files)
+            )
+        )
+    }
+    return {
+        r.id: _Detail(
+            r.id,
+            r.file_id,
+            r.vector_store_id,
+            r.text,
+            attributes.get((r.vector_store_id, r.file_id)),
+        )
+        for r in rows
+        if (r.vector_store_id, r.file_id) in attributes
+    }
+
+
+class _Detail(NamedTuple):
+    id: int
+    file_id: str
+    vector_store_id: str
+    text: str
+    attributes: Any

@@ -1,0 +1,109 @@
+"""Each vector store's vectors held in memory as one matrix between searches.
+
+A brute-force scan is exact, and over a numpy matrix it is several times faster than
+sqlite-vec's `vec0` scan or than reading float32 bytes back from PostgreSQL (which has no
+pgvector here) on every query. So each store's vectors are read once, tagged with the
+store's `version` (which every change to its chunks bumps, in the same transaction), and
+a search first reads the versions (one small query) and reloads only a store whose
+version moved. The database stays the truth: another Loom process's change moves the
+version too, so all processes agree. Entries are bounded by total bytes (least recently
+used goes first); a store too big for the budget is not cached, and SQLite then searches
+it with sqlite-vec in SQL instead.
+
+Attribute filters apply per file, so each entry also knows which file each row belongs
+to: a filtered search masks the rows of the files that pass the filter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loom.store.retrieval_schema import chunks as chunks_t
+from loom.store.retrieval_schema import vector_stores as vs_t
+
+MAX_CACHED_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class StoreVectors:
+    store_id: str
+    version: int
+    ids: np.ndarray  # int64 chunk ids
+    matrix: np.ndarray  # float32, one unit row per chunk
+    file_ids: list[str]  # distinct files, indexed by `file_rows`
+    file_rows: np.ndarray  # int32: the file (index into file_ids) of each row
+
+    @property
+    def nbytes(self) -> int:
+        return self.ids.nbytes + self.matrix.nbytes + self.file_rows.nbytes
+
+
+class VectorCache:
+    def __init__(self, max_bytes: int = MAX_CACHED_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, StoreVectors] = OrderedDict()
+        self._lock = asyncio.Lock()
+
+    async def get(
+        self, conn: AsyncConnection, store_ids: list[str], dims: int
+    ) -> tuple[list[StoreVectors], list[str]]:
+        """The cached matrices of these stores, and the ids of stores too big to cache."""
+        versions = dict(
+            (
+                await conn.execute(
+                    sa.select(vs_t.c.id, vs_t.c.version).where(vs_t.c.id.in_(store_ids))
+                )
+            ).all()
+        )
+        cached, too_big = [], []
+        for store_id, version in versions.items():
+            entry = self._entries.get(store_id)
+            if entry is None or entry.version != version:
+                entry = await self._load(conn, store_id, version, dims)
+            if entry is None:
+                too_big.append(store_id)
+                continue
+            self._entries.move_to_end(store_id)
+            cached.append(entry)
+        return cached, too_big
+
+    async def _load(
+        self, conn: AsyncConnection, store_id: str, version: int, dims: int
+    ) -> StoreVectors | None:
+        count = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(chunks_t.c.vector_store_id == store_id)
+            )
+        ).scalar_one()
+        if count * (dims * 4 + 12) > self.max_bytes:
+            self._entries.pop(store_id, None)
+            return None
+        rows = (
+            await conn.execute(
+                sa.select(chunks_t.c.id, chunks_t.c.file_id, chunks_t.c.embedding).where(
+                    chunks_t.c.vector_store_id == store_id
+                )
+            )
+        ).all()
+        rows = [r for r in rows if r[2] is not None and len(r[2]) == dims * 4]
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
+        matrix = matrix.reshape(len(rows), dims)
+        codes: dict[str, int] = {}
+        file_rows = np.fromiter(
+            (codes.setdefault(r[1], len(codes)) for r in rows), dtype=np.int32, count=len(rows)
+        )
+        entry = StoreVectors(store_id, version, ids, matrix, list(codes), file_rows)
+        async with self._lock:
+            self._entries[store_id] = entry
+            total = sum(e.nbytes for e in self._entries.values())
+            while total > self.max_bytes and len(self._entries) > 1:
+                _, dropped = self._entries.popitem(last=False)
+                total -= dropped.nbytes
+        return entry
