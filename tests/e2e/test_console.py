@@ -410,3 +410,49 @@ def test_background_response_updates_live_and_cancels(console, api, upstream):
     expect(page.locator("#summary")).to_contain_text("cancelled")  # re-rendered at the end
     expect(page.locator("#live")).to_have_count(0)
     assert ok(api.get(f"/v1/responses/{created['id']}"))["status"] == "cancelled"
+
+
+def test_upload_a_file_and_search_it(chromium, loom_env, upstream, tmp_path):
+    env = {
+        **loom_env,
+        "LOOM_FILES_DIR": str(tmp_path / "files"),
+        "LOOM_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'files.db'}",
+    }
+    with run_loom(env) as server, http(server, None) as api:
+        console = ConsolePage(chromium, server.url)
+        try:
+            page = console.open("/console/files")
+            page.get_by_label("File to upload into a new vector store").set_input_files(
+                files=[
+                    {
+                        "name": "liquids.txt",
+                        "mimeType": "text/plain",
+                        "buffer": b"Myawesomeliquid boils at -100 degrees Celsius.",
+                    }
+                ]
+            )
+            page.get_by_role("button", name="Upload", exact=True).click()
+            expect(page.locator("#ingestion li")).to_have_count(1)
+            expect(page.locator("#ingestion li .status-completed")).to_have_text("completed")
+            store_id = page.get_by_label("Vector store", exact=True).input_value()
+            stored = ok(api.get(f"/v1/vector_stores/{store_id}/files"))["data"]
+            assert [f["status"] for f in stored] == ["completed"]
+
+            page.get_by_label("Search", exact=True).fill("boiling point of myawesomeliquid")
+            page.get_by_label("Search", exact=True).press("Enter")
+            hit = page.locator("#results li").first
+            expect(hit).to_contain_text("liquids.txt")
+            expect(hit).to_contain_text("boils at -100 degrees")
+            answer = ok(
+                api.post(
+                    f"/v1/vector_stores/{store_id}/search",
+                    json={"query": "boiling point of myawesomeliquid", "max_num_results": 10},
+                )
+            )
+            score = f"score {answer['data'][0]['score']:.3f}"
+            expect(hit.locator(".score")).to_have_text(score)
+            console.screenshot("console-files-search")
+            assert console.foreign_requests() == []
+            assert console.errors == []
+        finally:
+            console.close()

@@ -19,6 +19,7 @@ PAGES = [
     "/console/conversations",
     "/console/conversations/conv_123",
     "/console/playground",
+    "/console/files",
 ]
 
 

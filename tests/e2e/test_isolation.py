@@ -51,6 +51,7 @@ CONSOLE = {
     ("GET", "/console/conversations"): "/console/conversations",
     ("GET", "/console/conversations/{conversation_id}"): "/console/conversations/conv_x",
     ("GET", "/console/playground"): "/console/playground",
+    ("GET", "/console/files"): "/console/files",
     ("Mount", "/console/static"): "/console/static/console.css",
 }
 # Need a key, but show only the server's configuration, the same to every owner.

@@ -19,6 +19,7 @@ PAGES = {
     "conversations": "Conversations",
     "conversation": "Conversation",
     "playground": "Playground",
+    "files": "Files and vector stores",
 }
 # Nothing on a page may come from another host: scripts, styles, images, fetches.
 _CSP = (
@@ -69,6 +70,11 @@ async def conversation_page(conversation_id: str) -> HTMLResponse:
 @router.get("/playground")
 async def playground_page() -> HTMLResponse:
     return _page("playground")
+
+
+@router.get("/files")
+async def files_page() -> HTMLResponse:
+    return _page("files")
 
 
 def mount_console(app: FastAPI) -> None:

@@ -11,7 +11,7 @@ export function notice(message) {
   document.getElementById("notice").textContent = message || "";
 }
 
-function headers(extra) {
+export function headers(extra) {
   const out = { ...extra };
   const key = apiKey();
   if (key) out.Authorization = `Bearer ${key}`;
