@@ -452,6 +452,21 @@ def test_upload_a_file_and_search_it(chromium, loom_env, upstream, tmp_path):
             score = f"score {answer['data'][0]['score']:.3f}"
             expect(hit.locator(".score")).to_have_text(score)
             console.screenshot("console-files-search")
+
+            # the playground's file_search tool searches that store; the call and its
+            # results render in the page
+            upstream.script(
+                Turn(tool_calls=[("knowledge_search", {"query": "myawesomeliquid boiling"})]),
+                Turn(text="It boils at -100 degrees Celsius."),
+            )
+            page = console.open("/console/playground")
+            page.get_by_label("Vector store ids (comma separated)").fill(store_id)
+            page.get_by_label("Message").fill("When does myawesomeliquid boil?")
+            page.get_by_label("Message").press("Enter")
+            expect(page.locator(".turn").first).to_have_attribute("data-status", "completed")
+            call = page.locator('#transcript .item[data-type="file_search_call"]')
+            expect(call).to_contain_text("myawesomeliquid boiling")
+            expect(call.locator(".results")).to_contain_text("liquids.txt")
             assert console.foreign_requests() == []
             assert console.errors == []
         finally:

@@ -27,7 +27,10 @@ function form(models) {
       field("mcp-label", "Label", el("input", { id: "mcp-label", value: "tools" })),
       field("mcp-approval", "Approval", el("select", { id: "mcp-approval" },
         el("option", { value: "never" }, "never ask"),
-        el("option", { value: "always" }, "always ask")))));
+        el("option", { value: "always" }, "always ask")))),
+    el("fieldset", {}, el("legend", {}, "File search (optional)"),
+      field("fs-stores", "Vector store ids (comma separated)", el("input", { id: "fs-stores",
+        placeholder: "vs_…" }))));
 }
 
 function value(id) {
@@ -50,6 +53,10 @@ function tools() {
     out.push({ type: "mcp", server_url: value("mcp-url"),
       server_label: value("mcp-label") || "tools", require_approval: value("mcp-approval") });
   }
+  if (value("fs-stores")) {
+    out.push({ type: "file_search",
+      vector_store_ids: value("fs-stores").split(",").map((v) => v.trim()).filter(Boolean) });
+  }
   return out;
 }
 
@@ -58,6 +65,7 @@ function request(input) {
   if (value("instructions")) body.instructions = value("instructions");
   const list = tools();
   if (list.length) body.tools = list;
+  if (list.some((t) => t.type === "file_search")) body.include = ["file_search_call.results"];
   if (previousId) body.previous_response_id = previousId;
   return body;
 }
