@@ -187,7 +187,8 @@ def test_replayed_sequential_boiling_point_and_chained_turn(client, upstream, mc
     upstream.recordings = sequential_mcp_recordings()
     tools = [mcp_tool(mcp_server.http_url, allowed_tools=["greet_everyone", "get_boiling_point"])]
     first, _ = stream(client, model=MODEL, input=QUESTION, tools=tools)
-    assert [i["type"] for i in first["output"]] == ["mcp_list_tools", "mcp_call", "message"]
+    kinds = [i["type"] for i in first["output"]]
+    assert kinds == ["mcp_list_tools", "mcp_call", "message"], (first["error"], first["output"])
     assert [t["name"] for t in first["output"][0]["tools"]] == [
         "greet_everyone",
         "get_boiling_point",

@@ -15,6 +15,7 @@ of its JSON arguments, then finish_reason "tool_calls".
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -29,6 +30,8 @@ from loom.inference.base import Json
 from loom.inference.local.files import model_file
 from loom.inference.local.request import GenerationRequest, check_fields, parse_request
 from loom.inference.local.worker import CallArguments, CallStart, Finish, LoadedModel, Piece
+
+log = logging.getLogger("loom.inference")
 
 
 class LocalProvider:
@@ -243,6 +246,12 @@ class _ModelSlot:
                     result: Finish | BaseException = model.generate(request, cancel, post)
                 except BaseException as exc:
                     result = exc
+                if isinstance(result, Finish) and result.reason == "cancelled":
+                    log.debug(
+                        "local model %s: generation cancelled after %d tokens",
+                        self.settings.name,
+                        result.completion_tokens,
+                    )
                 post(result)
 
             self.running.add(cancel)
