@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -17,6 +19,7 @@ from loom.api import (
     embeddings,
     files,
     health,
+    metrics,
     models,
     prompts,
     responses,
@@ -27,12 +30,19 @@ from loom.api import (
 from loom.api.client_test_id import TestIdMiddleware
 from loom.api.json import OrjsonResponse
 from loom.api.multipart_upload import FORM_OVERHEAD
+from loom.api.openapi_docs import finish_openapi
 from loom.api.sse import typed_event_bytes
 from loom.config import Settings, load_settings
 from loom.console.routes import mount_console
 from loom.errors import LoomError, error_body, param_of
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
+from loom.observability import tracing
+from loom.observability.http import (
+    REQUEST_ID_HEADER,
+    RequestObservabilityMiddleware,
+    current_request_id,
+)
 from loom.rag.service import start_rag
 from loom.security.keys import KeyRing
 from loom.security.limits import KeyLimiter
@@ -51,7 +61,7 @@ def _error(status: int, message: str, type_: str, param: str | None = None, code
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoomError)
     async def loom_error(_: Request, exc: LoomError):
-        return OrjsonResponse(exc.to_dict(), status_code=exc.status_code)
+        return OrjsonResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError):
@@ -74,7 +84,37 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception):
         log.exception("unhandled error")
-        return _error(500, "The server had an error processing the request.", "server_error")
+        response = _error(500, "The server had an error processing the request.", "server_error")
+        # This handler runs outside every middleware: put the request id on by hand.
+        request_id = current_request_id.get()
+        if request_id:
+            response.headers[REQUEST_ID_HEADER.decode()] = request_id
+        return response
+
+
+# The finished /openapi.json, per set of routes: every app of a process shares it, as
+# building the SDK types' schemas takes seconds of CPU.
+_OPENAPI_CACHE: dict[tuple, dict] = {}
+_OPENAPI_LOCK = threading.Lock()
+
+
+def _document_errors(app: FastAPI) -> None:
+    """`/openapi.json` with Loom's real error answers (see api/openapi_docs.py)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            key = tuple(
+                (getattr(r, "path", ""), tuple(sorted(getattr(r, "methods", None) or ())))
+                for r in app.routes
+            )
+            with _OPENAPI_LOCK:
+                if key not in _OPENAPI_CACHE:
+                    _OPENAPI_CACHE[key] = finish_openapi(generate())
+            app.openapi_schema = _OPENAPI_CACHE[key]
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _key_ring(settings: Settings, stores) -> KeyRing:
@@ -115,6 +155,7 @@ def build_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stores = await open_stores(settings.db_url)
+        tracing.configure(**settings.tracing.model_dump())
         rag = await start_rag(settings, stores.db, registry)
         app.state.services = Services(
             settings=settings,
@@ -130,10 +171,14 @@ def build_app(settings: Settings) -> FastAPI:
         except BaseException:
             await app.state.services.aclose()
             raise
+        # Build /openapi.json off the event loop now, so its first request does not wait.
+        warm_openapi = asyncio.create_task(asyncio.to_thread(app.openapi))
         try:
             yield
         finally:
+            await asyncio.gather(warm_openapi, return_exceptions=True)
             await app.state.services.aclose()
+            await asyncio.to_thread(tracing.shutdown)  # flushes the batched spans
 
     app = FastAPI(
         title="Loom",
@@ -143,6 +188,7 @@ def build_app(settings: Settings) -> FastAPI:
         default_response_class=OrjsonResponse,
     )
     _install_error_handlers(app)
+    _document_errors(app)
     for module in (
         models,
         chat,
@@ -159,8 +205,10 @@ def build_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(module.router, prefix="/v1")
     mount_console(app)
+    app.include_router(metrics.router)
     app.add_middleware(TestIdMiddleware)
     app.add_middleware(SecurityMiddleware, guard=guard)
+    app.add_middleware(RequestObservabilityMiddleware)  # outermost: sees every response
     return app
 
 

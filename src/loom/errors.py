@@ -52,6 +52,7 @@ class LoomError(Exception):
     status_code = 500
     error_type = "server_error"
     default_code: str | None = None
+    headers: dict[str, str] | None = None  # extra response headers, e.g. Retry-After
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -105,6 +106,30 @@ class UpstreamTimeoutError(UpstreamError):
     default_code = "upstream_timeout"
 
 
+class UpstreamRateLimitError(UpstreamError):
+    """The upstream said 429. It stays a 429, so the client's SDK backs off."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: str | None = None):
+        super().__init__(message)
+        if retry_after:
+            self.headers = {"Retry-After": retry_after}
+
+
+class UpstreamUnavailableError(UpstreamError):
+    """The provider's circuit breaker is open: Loom fails fast instead of calling it."""
+
+    status_code = 503
+    default_code = "upstream_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, round(retry_after)))}
+
+
 # -- production safety: keys and limits -----------------------------------------------------
 
 
@@ -132,3 +157,4 @@ class RateLimitError(LoomError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}

@@ -41,6 +41,7 @@ PUBLIC = {
     ("GET", "/docs/oauth2-redirect"),
     ("GET", "/redoc"),
     ("GET", "/v1/health"),
+    ("GET", "/metrics"),  # counts per route, status, model, MCP server label: no objects
 }
 # The console's static pages and assets (the console reads /v1 with the user's own key):
 # each route and the path fetched to check that it is served to anyone.

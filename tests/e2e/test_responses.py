@@ -423,7 +423,7 @@ def test_upstream_failure_mid_stream(client, upstream):
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_upstream_error_before_stream_is_http_error(client, upstream, stream):
-    upstream.script(Turn(status=503))
+    upstream.script(*[Turn(status=503, retry_after="0")] * 3)  # the first try and 2 retries
     with pytest.raises(openai.APIStatusError) as info:
         client.responses.create(model=MODEL, input="x", stream=stream)
     assert info.value.status_code == 502

@@ -40,10 +40,16 @@ class Turn:
     prompt_tokens: int = 11
     completion_tokens: int = 7
     status: int | None = None  # answer with this HTTP error instead
+    retry_after: str | None = None  # the Retry-After header sent with `status`
     fail_after: int | None = None  # break the stream after this many chunks
-    fail_mode: str = "disconnect"  # or "error_event"
+    fail_mode: str = "disconnect"  # or "error_event", or "garbage" (a chunk that is not JSON)
     delay: float = 0.0  # seconds before each chunk
     chunk_size: int = 1  # words per text delta
+    # Misbehaviour on purpose: after `stall_after` chunks (0: before the first one, or
+    # before a non-streamed answer), send nothing for `stall` seconds. The wait ends
+    # early when the client hangs up, as the request is then cancelled.
+    stall_after: int | None = None
+    stall: float = 60.0
     service_tier: str | None = None  # the tier the upstream reports having used
     cached_tokens: int = 0  # reported in usage.prompt_tokens_details
 
@@ -455,6 +461,7 @@ class FakeUpstream:
                     status_code=500,
                 )
             if turn.status:
+                headers = {"Retry-After": turn.retry_after} if turn.retry_after else None
                 return JSONResponse(
                     {
                         "error": {
@@ -463,18 +470,26 @@ class FakeUpstream:
                         }
                     },
                     status_code=turn.status,
+                    headers=headers,
                 )
             top = (body.get("top_logprobs") or 0) if body.get("logprobs") else None
             chunks = turn_chunks(turn, model, include_usage or not body.get("stream"), top)
         if not body.get("stream"):
+            if turn is not None and turn.stall_after is not None:
+                await asyncio.sleep(turn.stall)
             return JSONResponse(fold_chunks(chunks))
         return StreamingResponse(self._stream(chunks, turn), media_type="text/event-stream")
 
     async def _stream(self, chunks: list[dict[str, Any]], turn: Turn | None):
         for n, c in enumerate(chunks):
+            if turn is not None and turn.stall_after == n:
+                await asyncio.sleep(turn.stall)
             if turn is not None and turn.fail_after is not None and n == turn.fail_after:
                 if turn.fail_mode == "error_event":
                     yield b'data: {"error": {"message": "scripted mid-stream failure"}}\n\n'
+                    return
+                if turn.fail_mode == "garbage":
+                    yield b"data: {this is not json\n\n"
                     return
                 raise ConnectionAbortedError("scripted mid-stream disconnect")
             if turn is not None and turn.delay:

@@ -46,11 +46,19 @@ async def parse_body(request: Request, model: type[M]) -> tuple[M, dict[str, Any
         raise validation_error(exc) from None
 
 
+# Where `openapi_body` leaves the schemas its body refers to; the app moves them into
+# `components.schemas` (see api/openapi_docs.py), where the `$ref`s point.
+BODY_DEFS_KEY = "x-loom-body-defs"
+
+
 def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
     """`openapi_extra` for a route that reads its body itself, so /openapi.json documents it."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
+            "content": {"application/json": {"schema": schema}},
+        },
+        BODY_DEFS_KEY: defs,
     }

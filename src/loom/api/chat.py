@@ -7,16 +7,21 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from openai.types.chat import ChatCompletion, ChatCompletionDeleted, ChatCompletionStoreMessage
+from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from loom.api.body import openapi_body, parse_body
+from loom.api.body import parse_body
 from loom.api.deps import owner, services
 from loom.api.json import OrjsonResponse
+from loom.api.openapi_docs import STREAM_PROPERTY, ListPage, answers, sdk_body
 from loom.api.pages import page_of
 from loom.api.sse import DONE_LINE, chat_chunk_bytes, sse_response
 from loom.errors import NotFoundError
 from loom.inference.assemble import ChunkAccumulator
 from loom.metadata import Metadata
+from loom.observability.metrics import observe_usage
+from loom.observability.turns import ModelCallTimer
 from loom.security.limits import check_count
 from loom.services import Services
 from loom.store import ChatCompletionStore, DuplicateIdError
@@ -50,7 +55,11 @@ class ChatCompletionRequest(BaseModel):
 _LOCAL_FIELDS = ("store", "metadata")
 
 
-@router.post("/chat/completions", openapi_extra=openapi_body(ChatCompletionRequest))
+@router.post(
+    "/chat/completions",
+    openapi_extra=sdk_body(CompletionCreateParamsBase, stream=STREAM_PROPERTY),
+    responses=answers(ChatCompletion, upstream=True, stream=True),
+)
 async def create_chat_completion(
     request: Request, svc: Services = Depends(services), who: str = Depends(owner)
 ):
@@ -64,8 +73,15 @@ async def create_chat_completion(
     store = parsed.store is not False
     store_completions = svc.stores.chat_completions
 
+    timer = ModelCallTimer(resolved.provider.name, resolved.model)
     if not parsed.stream:
-        completion = await resolved.provider.chat(upstream_body)
+        try:
+            completion = await resolved.provider.chat(upstream_body)
+        except BaseException:
+            timer.done(ok=False)
+            raise
+        timer.done(ok=True)
+        observe_usage(parsed.model, completion.get("usage"))
         if store and completion.get("id"):
             await _keep(store_completions, who, completion, parsed)
         return OrjsonResponse(completion)
@@ -73,24 +89,36 @@ async def create_chat_completion(
     chunks = resolved.provider.stream_chat(upstream_body)
     # Pull the first chunk before answering, so an upstream that fails up front
     # becomes a proper HTTP error instead of a broken stream.
-    first = await anext(chunks, None)
+    try:
+        first = await anext(chunks, None)
+    except BaseException:
+        timer.done(ok=False)
+        raise
+    timer.first_token()
 
     async def body_bytes() -> AsyncIterator[bytes]:
         accumulator = ChunkAccumulator() if store else None
+        last = first
+        ok = False
         try:
             if first is not None:
                 if accumulator:
                     accumulator.add(first)
                 yield chat_chunk_bytes(first)
-                async for chunk in chunks:
+                async for last in chunks:
                     if accumulator:
-                        accumulator.add(chunk)
-                    yield chat_chunk_bytes(chunk)
+                        accumulator.add(last)
+                    yield chat_chunk_bytes(last)
+            ok = True
+            observe_usage(parsed.model, last.get("usage") if last else None)
         except Exception as exc:  # the status line is gone; report in-band, as OpenAI does
             message = getattr(exc, "message", None) or f"stream failed: {type(exc).__name__}"
-            yield chat_chunk_bytes({"error": {"message": message, "type": "upstream_error"}})
+            code = getattr(exc, "code", None)
+            error = {"message": message, "type": "upstream_error", "param": None, "code": code}
+            yield chat_chunk_bytes({"error": error})
             accumulator = None
         finally:
+            timer.done(ok)
             await chunks.aclose()
         if accumulator and accumulator.id:
             # Stored before [DONE], so a client that reacts to the end finds it.
@@ -111,7 +139,7 @@ async def _keep(
         log.warning("chat completion %s already stored; not stored again", completion["id"])
 
 
-@router.get("/chat/completions")
+@router.get("/chat/completions", responses=answers(ListPage[ChatCompletion], errors=(400,)))
 async def list_chat_completions(
     request: Request,
     after: str | None = None,
@@ -133,7 +161,7 @@ async def list_chat_completions(
     return page_of(rows, has_more)
 
 
-@router.get("/chat/completions/{completion_id}")
+@router.get("/chat/completions/{completion_id}", responses=answers(ChatCompletion))
 async def get_chat_completion(
     completion_id: str, svc: Services = Depends(services), who: str = Depends(owner)
 ):
@@ -143,7 +171,10 @@ async def get_chat_completion(
     return {**stored["completion"], "metadata": stored["metadata"] or {}}
 
 
-@router.get("/chat/completions/{completion_id}/messages")
+@router.get(
+    "/chat/completions/{completion_id}/messages",
+    responses=answers(ListPage[ChatCompletionStoreMessage]),
+)
 async def list_chat_completion_messages(
     completion_id: str,
     after: str | None = None,
@@ -160,7 +191,7 @@ async def list_chat_completion_messages(
     return page_of(*page)
 
 
-@router.delete("/chat/completions/{completion_id}")
+@router.delete("/chat/completions/{completion_id}", responses=answers(ChatCompletionDeleted))
 async def delete_chat_completion(
     completion_id: str, svc: Services = Depends(services), who: str = Depends(owner)
 ):

@@ -11,11 +11,21 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from openai.types.conversations import (
+    Conversation,
+    ConversationDeletedResource,
+    ConversationItem,
+    ConversationItemList,
+)
+from openai.types.conversations.conversation_create_params import ConversationCreateParams
+from openai.types.conversations.conversation_update_params import ConversationUpdateParams
+from openai.types.conversations.item_create_params import ItemCreateParams
 from pydantic import BaseModel, ConfigDict, Field
 
-from loom.api.body import openapi_body, parse_body
+from loom.api.body import parse_body
 from loom.api.deps import owner, services
 from loom.api.includes import includes
+from loom.api.openapi_docs import answers, sdk_body
 from loom.api.pages import page_of
 from loom.engine.conversation_items import MAX_ITEMS_PER_REQUEST, conversation_items
 from loom.engine.ids import new_id
@@ -71,7 +81,11 @@ async def _existing(svc: Services, who: str, conversation_id: str) -> dict[str, 
     return conversation
 
 
-@router.post("/conversations", openapi_extra=openapi_body(CreateConversation))
+@router.post(
+    "/conversations",
+    openapi_extra=sdk_body(ConversationCreateParams),
+    responses=answers(Conversation, errors=(400, 404, 409)),
+)
 async def create_conversation(
     request: Request, svc: Services = Depends(services), who: str = Depends(owner)
 ):
@@ -104,14 +118,18 @@ async def list_conversations(
     return page_of(rows, has_more)
 
 
-@router.get("/conversations/{conversation_id}")
+@router.get("/conversations/{conversation_id}", responses=answers(Conversation))
 async def get_conversation(
     conversation_id: str, svc: Services = Depends(services), who: str = Depends(owner)
 ):
     return await _existing(svc, who, conversation_id)
 
 
-@router.post("/conversations/{conversation_id}", openapi_extra=openapi_body(UpdateConversation))
+@router.post(
+    "/conversations/{conversation_id}",
+    openapi_extra=sdk_body(ConversationUpdateParams),
+    responses=answers(Conversation),
+)
 async def update_conversation(
     conversation_id: str,
     request: Request,
@@ -127,7 +145,7 @@ async def update_conversation(
     return updated
 
 
-@router.delete("/conversations/{conversation_id}")
+@router.delete("/conversations/{conversation_id}", responses=answers(ConversationDeletedResource))
 async def delete_conversation(
     conversation_id: str, svc: Services = Depends(services), who: str = Depends(owner)
 ):
@@ -136,7 +154,11 @@ async def delete_conversation(
     return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
 
 
-@router.post("/conversations/{conversation_id}/items", openapi_extra=openapi_body(AddItems))
+@router.post(
+    "/conversations/{conversation_id}/items",
+    openapi_extra=sdk_body(ItemCreateParams),
+    responses=answers(ConversationItemList, errors=(400, 404, 409)),
+)
 async def add_items(
     conversation_id: str,
     request: Request,
@@ -155,7 +177,7 @@ async def add_items(
     return page_of(items, False)
 
 
-@router.get("/conversations/{conversation_id}/items")
+@router.get("/conversations/{conversation_id}/items", responses=answers(ConversationItemList))
 async def list_items(
     conversation_id: str,
     after: str | None = None,
@@ -174,7 +196,7 @@ async def list_items(
     return page_of(present_items(items, include), has_more)
 
 
-@router.get("/conversations/{conversation_id}/items/{item_id}")
+@router.get("/conversations/{conversation_id}/items/{item_id}", responses=answers(ConversationItem))
 async def get_item(
     conversation_id: str,
     item_id: str,
@@ -189,7 +211,7 @@ async def get_item(
     return present_items([item], include)[0]
 
 
-@router.delete("/conversations/{conversation_id}/items/{item_id}")
+@router.delete("/conversations/{conversation_id}/items/{item_id}", responses=answers(Conversation))
 async def delete_item(
     conversation_id: str,
     item_id: str,

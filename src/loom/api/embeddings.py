@@ -5,13 +5,14 @@ The bundled retrieval model (`local/all-minilm-l6-v2`) is answered in-process in
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request
+from openai.types import CreateEmbeddingResponse
+from openai.types.embedding_create_params import EmbeddingCreateParams
 from pydantic import BaseModel, ConfigDict
 
-from loom.api.body import openapi_body, parse_body
+from loom.api.body import parse_body
 from loom.api.deps import services
+from loom.api.openapi_docs import answers, sdk_body
 from loom.errors import InvalidRequestError
 from loom.services import Services
 
@@ -27,8 +28,12 @@ class EmbeddingRequest(BaseModel):
     dimensions: int | None = None
 
 
-@router.post("/embeddings", openapi_extra=openapi_body(EmbeddingRequest))
-async def create_embeddings(request: Request, svc: Services = Depends(services)) -> Any:
+@router.post(
+    "/embeddings",
+    openapi_extra=sdk_body(EmbeddingCreateParams),
+    responses=answers(CreateEmbeddingResponse, upstream=True),
+)
+async def create_embeddings(request: Request, svc: Services = Depends(services)):
     parsed, body = await parse_body(request, EmbeddingRequest)
     rag = svc.rag
     if rag is not None and rag.embeddings.is_local(parsed.model):

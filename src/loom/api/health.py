@@ -11,12 +11,16 @@ from fastapi import APIRouter, Depends
 
 from loom.api.deps import services
 from loom.api.json import OrjsonResponse
+from loom.api.openapi_docs import Health, answers
 from loom.services import Services
 
 router = APIRouter()
 
 
-@router.get("/health")
+_UNAVAILABLE = {503: {"model": Health, "description": "The database does not answer"}}
+
+
+@router.get("/health", responses={**answers(Health, errors=()), **_UNAVAILABLE})
 async def health(svc: Services = Depends(services)):
     if await svc.stores.db.ping():
         return {"status": "OK", "database": "ok"}

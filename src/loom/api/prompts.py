@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from loom.api.body import openapi_body, parse_body
@@ -19,6 +19,9 @@ from loom.services import Services
 from loom.store import StaleVersionError, UnknownVersionError
 
 router = APIRouter()
+
+# A version is stored as a 64-bit integer; a larger one is a 400, not a database overflow.
+_MAX_VERSION = 2**63 - 1
 
 
 class CreatePrompt(BaseModel):
@@ -32,7 +35,9 @@ class UpdatePrompt(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1)
-    version: int = Field(ge=1, description="The version this update is based on: the newest.")
+    version: int = Field(
+        ge=1, le=_MAX_VERSION, description="The version this update is based on: the newest."
+    )
     variables: list[str] | None = None
     set_as_default: bool = True
 
@@ -40,7 +45,7 @@ class UpdatePrompt(BaseModel):
 class SetDefaultVersion(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=_MAX_VERSION)
 
 
 def _not_found(prompt_id: str, version: int | None = None) -> NotFoundError:
@@ -66,7 +71,7 @@ async def list_prompts(svc: Services = Depends(services), who: str = Depends(own
 @router.get("/prompts/{prompt_id}")
 async def get_prompt(
     prompt_id: str,
-    version: int | None = None,
+    version: int | None = Query(default=None, ge=1, le=_MAX_VERSION),
     svc: Services = Depends(services),
     who: str = Depends(owner),
 ):

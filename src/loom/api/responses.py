@@ -6,11 +6,14 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from openai.types.responses import Response, ResponseItemList
+from openai.types.responses.response_create_params import ResponseCreateParamsBase
 
-from loom.api.body import openapi_body, parse_body
+from loom.api.body import parse_body
 from loom.api.deps import owner, services
 from loom.api.includes import includes
 from loom.api.json import OrjsonResponse
+from loom.api.openapi_docs import STREAM_PROPERTY, Deleted, ListPage, answers, sdk_body
 from loom.api.pages import page_of
 from loom.api.sse import sse_response, typed_event_bytes
 from loom.engine.events import Event
@@ -20,7 +23,8 @@ from loom.engine.resume import current, follow, wait_done
 from loom.engine.turn_runner import Persist, turn_saver
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.engine.warmup import warmup_turn
-from loom.errors import InvalidRequestError, NotFoundError
+from loom.errors import InvalidRequestError, NotFoundError, UpstreamTimeoutError
+from loom.observability.turns import TurnObservation
 from loom.services import Services
 from loom.tools.file_search import present_items
 
@@ -72,7 +76,13 @@ async def begin_turn(
     return prepared, events, persist
 
 
-@router.post("/responses", openapi_extra=openapi_body(CreateResponse))
+@router.post(
+    "/responses",
+    openapi_extra=sdk_body(
+        ResponseCreateParamsBase, required=("model", "input"), stream=STREAM_PROPERTY
+    ),
+    responses=answers(Response, errors=(400, 404, 409), upstream=True, stream=True),
+)
 async def create_response(
     request: Request, svc: Services = Depends(services), who: str = Depends(owner)
 ):
@@ -84,16 +94,28 @@ async def create_response(
         if req.stream:
             return sse_response(run.frames_from(0))
         return OrjsonResponse({**prepared.turn.response, "status": "queued", "output": []})
-    if req.stream:
-        return sse_response(await svc.turns.stream(events, persist, typed_event_bytes))
-    return OrjsonResponse(await svc.turns.run(events, persist))
+    # Metrics and the trace span of the turn (the events have not started yet).
+    observed = TurnObservation(prepared.turn.response["id"], req.model)
+    prepared.turn.trace = observed.trace
+    persist = observed.saving(persist)
+    try:
+        if req.stream:
+            return sse_response(await svc.turns.stream(events, persist, typed_event_bytes))
+        final = await svc.turns.run(events, persist)
+    except BaseException as exc:
+        observed.refused(exc)  # nothing if the turn was stored: then it was counted
+        raise
+    error = final.get("error") or {}
+    if error.get("code") == "upstream_timeout":  # kept as failed; the caller gets a 504
+        raise UpstreamTimeoutError(f"{error['message']} (response {final['id']} failed)")
+    return OrjsonResponse(final)
 
 
 def _not_found(response_id: str) -> NotFoundError:
     return NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
 
 
-@router.get("/responses/{response_id}")
+@router.get("/responses/{response_id}", responses=answers(Response))
 async def get_response(
     response_id: str,
     include: list[str] = Depends(includes),
@@ -148,7 +170,7 @@ async def cancel_response(
     return _present(stored["response"], None)
 
 
-@router.delete("/responses/{response_id}")
+@router.delete("/responses/{response_id}", responses=answers(Deleted))
 async def delete_response(
     response_id: str, svc: Services = Depends(services), who: str = Depends(owner)
 ):
@@ -157,7 +179,7 @@ async def delete_response(
     return {"id": response_id, "object": "response.deleted", "deleted": True}
 
 
-@router.get("/responses")
+@router.get("/responses", responses=answers(ListPage[Response], errors=(400,)))
 async def list_responses(
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
@@ -173,7 +195,7 @@ async def list_responses(
     return page_of(rows, has_more)
 
 
-@router.get("/responses/{response_id}/input_items")
+@router.get("/responses/{response_id}/input_items", responses=answers(ResponseItemList))
 async def list_input_items(
     response_id: str,
     after: str | None = None,

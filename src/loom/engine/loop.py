@@ -35,6 +35,8 @@ from loom.engine.search_steps import SearchContext, SearchSteps
 from loom.engine.usage import UsageTotals
 from loom.errors import LoomError
 from loom.inference.registry import ResolvedModel
+from loom.observability.tracing import NO_TRACE
+from loom.observability.turns import ModelCallTimer
 from loom.tools.mcp_client import ConnectMcp, McpClients
 from loom.tools.toolset import ToolSet
 
@@ -49,16 +51,19 @@ class Decision(Enum):
     CLIENT_TOOL_CALLS = "client_tool_calls"  # the client runs them and continues the chain
     APPROVAL_REQUIRED = "approval_required"  # the client approves or denies, then continues
     LENGTH = "length"
+    CONTENT_FILTER = "content_filter"  # the upstream withheld (the rest of) its answer
     ITERATION_LIMIT = "iteration_limit"
 
     @property
     def status(self) -> str:
-        if self in (Decision.LENGTH, Decision.ITERATION_LIMIT):
+        if self in (Decision.LENGTH, Decision.CONTENT_FILTER, Decision.ITERATION_LIMIT):
             return "incomplete"
         return "completed"
 
     @property
     def incomplete_reason(self) -> str:
+        if self is Decision.CONTENT_FILTER:
+            return "content_filter"
         return "max_output_tokens" if self is Decision.LENGTH else "max_messages"
 
 
@@ -79,6 +84,7 @@ class Turn:
     search: SearchContext | None = None  # how file_search reaches retrieval
     # How the turn reaches its MCP servers; `prepare_turn` binds the app's URL guard policy.
     connect_mcp: ConnectMcp = McpClients
+    trace: Any = NO_TRACE  # the turn's span (observability.tracing), parent of its calls
     prelude: list[dict[str, Any]] = field(default_factory=list)  # e.g. a compaction item
     logprobs: bool = False  # `include` asked for logprobs on output text
 
@@ -124,6 +130,8 @@ def _chat_body(
 def _decide(call: ModelCallStream, asks: bool, last: bool) -> Decision:
     if call.finish_reason == "length":
         return Decision.LENGTH
+    if call.finish_reason == "content_filter":
+        return Decision.CONTENT_FILTER
     if asks:
         return Decision.APPROVAL_REQUIRED
     if call.calls:
@@ -146,34 +154,49 @@ async def _model_events(
     turn: Turn, call: ModelCallStream, body: dict[str, Any], usage: UsageTotals, held: list[Event]
 ) -> AsyncIterator[Event]:
     """Stream one model call as events. Events held back go out with its first chunk."""
-    chunks = turn.model.provider.stream_chat(body)
-    try:
-        first = await anext(chunks, None)
-        for event in held:
-            yield event
-        held.clear()
-        if first is not None:
-            usage.add(first.get("usage"))
-            if first.get("service_tier"):  # the tier the backend actually used
-                turn.response["service_tier"] = first["service_tier"]
-            for event in call.feed(first):
+    provider, model = turn.model.provider, turn.model.model
+    timer = ModelCallTimer(provider.name, model)
+    attributes = {"loom.provider": provider.name, "loom.model": model}
+    ok = False
+    with turn.trace.child("loom.model_call", attributes):
+        chunks = provider.stream_chat(body)
+        try:
+            first = await anext(chunks, None)
+            timer.first_token()
+            for event in held:
                 yield event
-            async for chunk in chunks:
-                if chunk.get("usage"):
-                    usage.add(chunk["usage"])
-                for event in call.feed(chunk):
+            held.clear()
+            if first is not None:
+                usage.add(first.get("usage"))
+                if first.get("service_tier"):  # the tier the backend actually used
+                    turn.response["service_tier"] = first["service_tier"]
+                for event in call.feed(first):
                     yield event
-    finally:
-        await chunks.aclose()
+                async for chunk in chunks:
+                    if chunk.get("usage"):
+                        usage.add(chunk["usage"])
+                    for event in call.feed(chunk):
+                        yield event
+            ok = True
+        finally:
+            timer.done(ok)
+            await chunks.aclose()
     for event in call.finish():
         yield event
 
 
-def _failure_message(exc: Exception, response_id: str) -> str:
+# Failure codes kept as they are in `response.error.code`; any other becomes server_error.
+_KEPT_FAILURE_CODES = frozenset({"upstream_timeout", "rate_limit_exceeded"})
+
+
+def _failure(exc: Exception, response_id: str) -> dict[str, str]:
+    """The `error` of a response that failed after its stream started."""
     if isinstance(exc, LoomError):
-        return exc.message
+        code = exc.code if exc.code in _KEPT_FAILURE_CODES else "server_error"
+        return {"code": code, "message": exc.message}
     log.exception("response %s failed", response_id)
-    return "The server had an error while processing the response."
+    message = "The server had an error while processing the response."
+    return {"code": "server_error", "message": message}
 
 
 # After these decisions the model's MCP calls run (and approvals are asked for); a
@@ -195,9 +218,9 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
     calls_made = len(turn.approved)
     decision = Decision.ITERATION_LIMIT
     call: ModelCallStream | None = None
-    failure: str | None = None
+    failure: dict[str, str] | None = None
     stack = AsyncExitStack()  # the turn's MCP sessions, closed before the terminal event
-    mcp = McpSteps(seq, output, turn.toolset, turn.connect_mcp(stack, turn.mcp_timeout))
+    mcp = McpSteps(seq, output, turn.toolset, turn.connect_mcp(stack, turn.mcp_timeout), turn.trace)
     searches = SearchSteps(seq, output, turn.toolset, turn.search)
     held = [  # until the first model chunk arrives
         seq.response_event("response.created", _snapshot(response)),
@@ -245,7 +268,7 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
         except Exception as exc:
             if held:  # nothing sent yet: the caller answers with an HTTP error
                 raise
-            failure = _failure_message(exc, response["id"])
+            failure = _failure(exc, response["id"])
     finally:
         await stack.aclose()
 
@@ -254,7 +277,7 @@ async def run_turn(turn: Turn) -> AsyncIterator[Event]:
             yield event
         response.update(
             status="failed",
-            error={"code": "server_error", "message": failure},
+            error=failure,
             usage=usage.as_response_usage(),
         )
         yield seq.response_event("response.failed", response)

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loom.engine.events import Event, EventSequencer
 from loom.engine.ids import new_id
+from loom.observability.metrics import MCP_CALLS, MCP_LATENCY, bounded
+from loom.observability.tracing import NO_TRACE
 from loom.tools.mcp_client import McpFailure, McpSessions
 from loom.tools.mcp_tools import McpServer, call_outcome, listed_tool
 from loom.tools.toolset import ToolSet
@@ -66,8 +69,14 @@ async def _in_order(
 
 class McpSteps:
     def __init__(
-        self, seq: EventSequencer, output: list[Item], toolset: ToolSet, clients: McpSessions
+        self,
+        seq: EventSequencer,
+        output: list[Item],
+        toolset: ToolSet,
+        clients: McpSessions,
+        trace: Any = NO_TRACE,
     ):
+        self._trace = trace
         self._seq = seq
         self._output = output
         self._toolset = toolset
@@ -129,11 +138,22 @@ class McpSteps:
                 "code": -32602,
                 "message": f"The arguments for '{call.name}' are not a JSON object.",
             }
+        label = call.server.label
+        attributes = {"loom.mcp.server_label": label, "loom.mcp.tool": call.name}
+        started = time.perf_counter()
+        outcome = "error"
         try:
-            result = await self._clients.call_tool(call.server, call.name, arguments)
+            with self._trace.child("loom.mcp_call", attributes):
+                result = await self._clients.call_tool(call.server, call.name, arguments)
+            output, error = call_outcome(result)
+            outcome = "ok" if error is None else "error"
+            return output, error
         except McpFailure as failure:
             return None, failure.as_call_error()
-        return call_outcome(result)
+        finally:
+            metric_label = bounded("mcp_server_label", label)
+            MCP_CALLS.labels(metric_label, outcome).inc()
+            MCP_LATENCY.labels(metric_label).observe(time.perf_counter() - started)
 
     async def run_calls(self, calls: list[McpCall]) -> AsyncIterator[Event]:
         """Run the calls (all at once) and emit their `mcp_call` items in order."""

@@ -354,9 +354,10 @@ class ModelCallStream:
         return self._open_item("call", item, events)
 
     def finish(self) -> list[Event]:
-        """Close the open item; a stop on length leaves it `incomplete`."""
+        """Close the open item; a stop on length or a content filter leaves it `incomplete`."""
         events: list[Event] = []
-        self._close(events, "incomplete" if self.finish_reason == "length" else "completed")
+        cut = self.finish_reason in ("length", "content_filter")
+        self._close(events, "incomplete" if cut else "completed")
         return events
 
     def abort(self) -> list[Event]:

@@ -46,6 +46,9 @@ class ReasoningConfig(BaseModel):
     summary: Literal["auto", "concise", "detailed"] | None = None
 
 
+_DEFAULTED_FLAGS = ("store", "stream", "background")
+
+
 class PromptReference(BaseModel):
     """`prompt`: a stored template (`/v1/prompts`), a version, and values for its variables."""
 
@@ -96,6 +99,14 @@ class CreateResponse(BaseModel):
     def _known_fields(cls, data: Any) -> Any:
         if isinstance(data, dict):
             check_responses_fields(data)
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_the_default(cls, data: Any) -> Any:
+        # The SDK's types allow null for these flags (it means "not given").
+        if isinstance(data, dict) and any(data.get(k, 0) is None for k in _DEFAULTED_FLAGS):
+            data = {k: v for k, v in data.items() if not (v is None and k in _DEFAULTED_FLAGS)}
         return data
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from loom.config import ConfigError, Settings
 from loom.inference.base import Provider
-from loom.inference.openai_compat import OpenAICompatProvider
+from loom.inference.openai_compat import OpenAICompatProvider, Resilience
 
 
 def build_providers(settings: Settings) -> list[Provider]:
@@ -18,6 +18,15 @@ def build_providers(settings: Settings) -> list[Provider]:
             models=p.models,
             timeout=p.timeout,
             connect_timeout=p.connect_timeout,
+            resilience=Resilience(
+                max_retries=p.max_retries,
+                retry_backoff=p.retry_backoff,
+                retry_after_cap=p.retry_after_cap,
+                first_token_timeout=p.first_token_timeout,
+                idle_timeout=p.idle_timeout,
+                breaker_threshold=p.breaker_threshold,
+                breaker_cooldown=p.breaker_cooldown,
+            ),
             native_custom_tools=p.custom_tools == "native",
             context_windows=p.context_windows,
         )

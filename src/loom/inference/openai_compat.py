@@ -3,23 +3,76 @@
 The hot path reads the upstream's SSE with httpx and decodes each chunk with orjson into a
 plain dict; the `openai` client library is deliberately not used here, because turning
 every chunk into pydantic objects is the largest cost such servers pay.
+
+Resilience lives here too, because only the provider knows when the first chunk has come:
+- before the first chunk, connect errors, torn streams and 429/5xx answers are retried
+  with exponential backoff (a 429's Retry-After is honoured up to a cap; a longer one is
+  passed on to the client as a 429 with that Retry-After);
+- a first-token timeout (request sent, no chunk yet) and an idle timeout between chunks
+  end the call with `UpstreamTimeoutError` (code `upstream_timeout`);
+- a circuit breaker per provider fails fast while the upstream keeps failing.
+After the first chunk nothing is retried: the caller ends the response `failed`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
 import orjson
 
-from loom.errors import UpstreamError, UpstreamTimeoutError
+from loom.errors import UpstreamError, UpstreamRateLimitError, UpstreamTimeoutError
 from loom.inference.base import Json
+from loom.inference.circuit_breaker import CircuitBreaker
 from loom.inference.sse_reader import iter_sse_json
+from loom.inference.stall_guard import StallGuard
 
 _MODEL_LIST_TTL = 60.0
 _POOLS = 8
+_RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Resilience:
+    """How hard a provider tries before it gives up; see `ProviderSettings`."""
+
+    max_retries: int = 2
+    retry_backoff: float = 0.5
+    retry_after_cap: float = 20.0
+    first_token_timeout: float = 120.0
+    idle_timeout: float = 60.0
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 30.0
+
+
+class _Attempt(Exception):
+    """One try that failed before the first chunk: the error, and what may follow."""
+
+    def __init__(
+        self,
+        error: UpstreamError,
+        *,
+        retry: bool,
+        upstream_down: bool,
+        retry_after: str | None = None,
+    ):
+        self.error = error
+        self.retry = retry
+        self.upstream_down = upstream_down  # counts toward the circuit breaker
+        self.retry_after = retry_after  # the upstream's Retry-After header, if any
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: not worth parsing, the backoff applies
+
+
 # Where OpenAI-compatible servers put a model's context window in their `/models` entries.
 _WINDOW_KEYS = ("context_window", "context_length", "max_model_len", "max_context_length")
 
@@ -34,6 +87,7 @@ class OpenAICompatProvider:
         timeout: float = 600.0,
         connect_timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        resilience: Resilience | None = None,
         native_custom_tools: bool = False,
         context_windows: dict[str, int] | None = None,
     ):
@@ -43,6 +97,10 @@ class OpenAICompatProvider:
         self._static_models = list(models) if models else None
         self._windows = dict(context_windows or {})
         self._listed: tuple[float, tuple[list[str] | None, dict[str, int]]] | None = None
+        self.resilience = resilience or Resilience()
+        self.breaker = CircuitBreaker(
+            name, self.resilience.breaker_threshold, self.resilience.breaker_cooldown
+        )
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # Several small connection pools instead of one big one: httpcore scans every
         # pooled connection (and, for idle ones, every connection again) each time a
@@ -72,7 +130,20 @@ class OpenAICompatProvider:
             return UpstreamTimeoutError(f"{where} timed out ({type(exc).__name__})")
         return UpstreamError(f"{where} is unreachable: {type(exc).__name__}: {exc}")
 
-    def _status_error(self, status: int, body: bytes) -> UpstreamError:
+    def _stream_error(self, exc: Exception) -> UpstreamError:
+        """What reading an open stream can raise, as the error the client sees."""
+        if isinstance(exc, UpstreamError):
+            return exc
+        if isinstance(exc, httpx.HTTPError):
+            if isinstance(exc, httpx.TimeoutException):
+                return self._transport_error(exc)
+            return UpstreamError(
+                f"provider '{self.name}' broke off the stream: {type(exc).__name__}: {exc}"
+            )
+        return UpstreamError(f"provider '{self.name}' streamed a chunk that is not JSON")
+
+    def _status_error(self, response: httpx.Response, body: bytes) -> UpstreamError:
+        status = response.status_code
         detail = body[:2000].decode("utf-8", "replace")
         code = None
         try:
@@ -87,9 +158,71 @@ class OpenAICompatProvider:
                 code = "context_length_exceeded"
         except orjson.JSONDecodeError:
             pass
-        return UpstreamError(
-            f"provider '{self.name}' returned HTTP {status}: {detail}", status=status, code=code
+        message = f"provider '{self.name}' returned HTTP {status}: {detail}"
+        if status == 429:
+            return UpstreamRateLimitError(message, retry_after=response.headers.get("retry-after"))
+        return UpstreamError(message, status=status, code=code)
+
+    def _attempt_failed(self, exc: BaseException) -> _Attempt:
+        if isinstance(exc, _Attempt):
+            return exc
+        if isinstance(exc, httpx.TimeoutException):
+            retry = isinstance(exc, httpx.ConnectTimeout)
+            return _Attempt(self._transport_error(exc), retry=retry, upstream_down=True)
+        if isinstance(exc, httpx.HTTPError):  # refused, reset, torn before the first chunk
+            return _Attempt(self._transport_error(exc), retry=True, upstream_down=True)
+        error = self._stream_error(exc)  # type: ignore[arg-type]
+        return _Attempt(error, retry=False, upstream_down=False)
+
+    def _status_attempt(self, response: httpx.Response, body: bytes) -> _Attempt:
+        status = response.status_code
+        return _Attempt(
+            self._status_error(response, body),
+            retry=status in _RETRIED_STATUSES,
+            upstream_down=status >= 500,
+            retry_after=response.headers.get("retry-after"),
         )
+
+    def _retry_delay(self, attempt: int, failed: _Attempt) -> float | None:
+        """Seconds to wait before retrying, or None to give up now."""
+        policy = self.resilience
+        if not failed.retry or attempt >= policy.max_retries:
+            return None
+        asked = _retry_after_seconds(failed.retry_after)
+        if asked is not None:
+            # Longer than we may wait: the client gets the error (a 429 keeps its Retry-After).
+            return asked if asked <= policy.retry_after_cap else None
+        return policy.retry_backoff * (2**attempt)
+
+    async def _with_retries(self, attempt_once):
+        """Run `attempt_once()` under the breaker, retrying what may be retried. A call
+        counts once for the breaker, however many attempts it took."""
+        probe = self.breaker.before_call()
+        attempt = 0
+        while True:
+            try:
+                result = await attempt_once()
+            except (httpx.HTTPError, UpstreamError, _Attempt, orjson.JSONDecodeError) as exc:
+                failed = self._attempt_failed(exc)
+                delay = self._retry_delay(attempt, failed)
+                if delay is None:
+                    if failed.upstream_down:
+                        self.breaker.failed()
+                    else:
+                        self.breaker.released(probe)
+                    raise failed.error from None
+                attempt += 1
+                try:
+                    await asyncio.sleep(delay)
+                except BaseException:
+                    self.breaker.released(probe)
+                    raise
+                continue
+            except BaseException:
+                self.breaker.released(probe)
+                raise
+            self.breaker.succeeded()
+            return result
 
     # -- Provider -------------------------------------------------------------------------
 
@@ -135,14 +268,17 @@ class OpenAICompatProvider:
         return await self._post_json("/embeddings", body)
 
     async def _post_json(self, path: str, body: Json) -> Json:
-        try:
+        content = orjson.dumps(body)
+
+        async def once() -> httpx.Response:
             response = await self._client.post(
-                path, content=orjson.dumps(body), headers={"Content-Type": "application/json"}
+                path, content=content, headers={"Content-Type": "application/json"}
             )
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
-        if response.status_code >= 400:
-            raise self._status_error(response.status_code, response.content)
+            if response.status_code >= 400:
+                raise self._status_attempt(response, response.content)
+            return response
+
+        response = await self._with_retries(once)
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError:
@@ -150,35 +286,96 @@ class OpenAICompatProvider:
                 f"provider '{self.name}' returned a body that is not JSON"
             ) from None
 
-    async def stream_chat(self, body: Json) -> AsyncIterator[Json]:
+    async def _open_stream(
+        self, content: bytes, guard: StallGuard
+    ) -> tuple[httpx.Response, AsyncIterator[Json], Json | None]:
+        """Send the request and read up to the first chunk, within the first-token limit."""
         client = self._client
         request = client.build_request(
             "POST",
             "/chat/completions",
-            content=orjson.dumps(body),
+            content=content,
             headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
         )
+        limit = self.resilience.first_token_timeout
+        guard.wait(limit)
+        response: httpx.Response | None = None
         try:
             response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
-        try:
             if response.status_code >= 400:
-                raise self._status_error(response.status_code, await response.aread())
-            try:
-                async for chunk in iter_sse_json(response.aiter_bytes()):
-                    if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
-                        err = chunk["error"]
-                        message = err.get("message") if isinstance(err, dict) else str(err)
-                        raise UpstreamError(f"provider '{self.name}' failed mid-stream: {message}")
-                    yield chunk
-            except httpx.HTTPError as exc:
-                raise self._transport_error(exc) from None
-            except orjson.JSONDecodeError:
-                raise UpstreamError(
-                    f"provider '{self.name}' streamed a chunk that is not JSON"
-                ) from None
+                raise self._status_attempt(response, await response.aread())
+            chunks = iter_sse_json(response.aiter_bytes())
+            first = await anext(chunks, None)
+            if first is not None:
+                self._check_chunk(first)
+            guard.done()
+            return response, chunks, first
+        except asyncio.CancelledError:
+            if guard.expired:
+                guard.absorb()  # before any other await: the task is no longer cancelled
+            if response is not None:
+                await response.aclose()
+            if not guard.expired:
+                raise
+            raise _Attempt(
+                UpstreamTimeoutError(
+                    f"provider '{self.name}' sent no first token within {limit:g}s"
+                ),
+                retry=False,
+                upstream_down=True,
+            ) from None
+        except BaseException:
+            guard.done()
+            if response is not None:
+                await response.aclose()
+            raise
+
+    def _check_chunk(self, chunk: object) -> None:
+        """Raise for an error event or anything that is not a chunk object."""
+        if type(chunk) is not dict:
+            raise UpstreamError(f"provider '{self.name}' streamed a chunk that is not an object")
+        if "error" in chunk and "choices" not in chunk:
+            err = chunk["error"]
+            message = err.get("message") if isinstance(err, dict) else str(err)
+            raise UpstreamError(f"provider '{self.name}' failed mid-stream: {message}")
+
+    async def stream_chat(self, body: Json) -> AsyncIterator[Json]:
+        content = orjson.dumps(body)
+        guard = StallGuard()
+        try:
+            response, chunks, first = await self._with_retries(
+                lambda: self._open_stream(content, guard)
+            )
+        except BaseException:
+            guard.close()
+            raise
+        idle = self.resilience.idle_timeout
+        try:
+            if first is None:
+                return
+            yield first
+            # The guard is open only while waiting on the upstream, never across a yield.
+            guard.wait(idle)
+            async for chunk in chunks:
+                guard.done()
+                if type(chunk) is not dict or "error" in chunk:
+                    self._check_chunk(chunk)
+                yield chunk
+                guard.wait(idle)
+            guard.done()
+        except asyncio.CancelledError:
+            if not guard.expired:
+                raise
+            guard.absorb()
+            self.breaker.failed()
+            raise UpstreamTimeoutError(
+                f"provider '{self.name}' stalled: no chunk for {idle:g}s mid-stream"
+            ) from None
+        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+            raise self._stream_error(exc) from None
         finally:
+            guard.close()
+            await chunks.aclose()
             await response.aclose()
 
     async def aclose(self) -> None:

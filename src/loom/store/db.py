@@ -11,6 +11,7 @@ needs neither: its writers take row locks where the stores ask for them.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
@@ -20,6 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from loom.observability.metrics import DB_LATENCY
 from loom.store import sqlite_driver
 from loom.store.migrations import apply_pending
 
@@ -32,6 +34,9 @@ _SQLITE_PRAGMAS = (
 )
 # Execution option marking a connection whose transaction will write (SQLite only).
 _WRITE_OPTION = "loom_write"
+
+_READ_LATENCY = DB_LATENCY.labels("read")
+_WRITE_LATENCY = DB_LATENCY.labels("write")
 
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -71,8 +76,12 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for queries; whatever it did is rolled back when the block ends."""
-        async with self.engine.connect() as conn:
-            yield conn
+        started = time.perf_counter()
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        finally:
+            _READ_LATENCY.observe(time.perf_counter() - started)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -82,11 +91,15 @@ class Database:
         blocks: the lock is not re-entrant.
         """
         lock: AbstractAsyncContextManager[Any] = self._write_lock or nullcontext()
-        async with lock, self.engine.connect() as conn:
-            if self._write_lock is not None:
-                await conn.execution_options(**{_WRITE_OPTION: True})
-            async with conn.begin():
-                yield conn
+        started = time.perf_counter()  # includes the wait for SQLite's writer slot
+        try:
+            async with lock, self.engine.connect() as conn:
+                if self._write_lock is not None:
+                    await conn.execution_options(**{_WRITE_OPTION: True})
+                async with conn.begin():
+                    yield conn
+        finally:
+            _WRITE_LATENCY.observe(time.perf_counter() - started)
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """Whether the database answers a trivial query within `timeout` seconds."""
