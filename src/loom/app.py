@@ -33,6 +33,7 @@ from loom.api.multipart_upload import FORM_OVERHEAD
 from loom.api.openapi_docs import finish_openapi
 from loom.api.sse import typed_event_bytes
 from loom.config import Settings, load_settings
+from loom.console.routes import mount_console
 from loom.errors import LoomError, error_body, param_of
 from loom.inference.factory import build_providers
 from loom.inference.registry import ModelRegistry
@@ -203,6 +204,7 @@ def build_app(settings: Settings) -> FastAPI:
         vector_stores,
     ):
         app.include_router(module.router, prefix="/v1")
+    mount_console(app)
     app.include_router(metrics.router)
     app.add_middleware(TestIdMiddleware)
     app.add_middleware(SecurityMiddleware, guard=guard)

@@ -43,6 +43,18 @@ PUBLIC = {
     ("GET", "/v1/health"),
     ("GET", "/metrics"),  # counts per route, status, model, MCP server label: no objects
 }
+# The console's static pages and assets (the console reads /v1 with the user's own key):
+# each route and the path fetched to check that it is served to anyone.
+CONSOLE = {
+    ("GET", "/console"): "/console",
+    ("GET", "/console/responses"): "/console/responses",
+    ("GET", "/console/responses/{response_id}"): "/console/responses/resp_x",
+    ("GET", "/console/conversations"): "/console/conversations",
+    ("GET", "/console/conversations/{conversation_id}"): "/console/conversations/conv_x",
+    ("GET", "/console/playground"): "/console/playground",
+    ("GET", "/console/files"): "/console/files",
+    ("Mount", "/console/static"): "/console/static/console.css",
+}
 # Need a key, but show only the server's configuration, the same to every owner.
 SERVER_WIDE = {
     ("GET", "/v1/models"),
@@ -350,6 +362,16 @@ def p_create_conversation(a, alice, bob):
     same_as_missing(lambda i: alice.get(f"/v1/conversations/{i}"), made["id"])
 
 
+def p_list_conversations(a, alice, bob):
+    absent(ok(bob.get("/v1/conversations", params={"limit": 100})), a.conversation_id)
+    assert a.conversation_id in {
+        c["id"] for c in ok(alice.get("/v1/conversations", params={"limit": 100}))["data"]
+    }
+    same_as_missing(
+        lambda i: bob.get("/v1/conversations", params={"after": i}), a.conversation_id, error=False
+    )
+
+
 def p_get_conversation(a, alice, bob):
     same_as_missing(lambda i: bob.get(f"/v1/conversations/{i}"), a.conversation_id)
 
@@ -482,6 +504,7 @@ PROBES: dict[tuple[str, str], Callable[[Alices, httpx.Client, httpx.Client], Non
     ("GET", "/v1/responses"): p_list_responses,
     ("GET", "/v1/responses/{response_id}/input_items"): p_input_items,
     ("POST", "/v1/conversations"): p_create_conversation,
+    ("GET", "/v1/conversations"): p_list_conversations,
     ("GET", "/v1/conversations/{conversation_id}"): p_get_conversation,
     ("POST", "/v1/conversations/{conversation_id}"): p_update_conversation,
     ("DELETE", "/v1/conversations/{conversation_id}"): p_delete_conversation,
@@ -623,7 +646,7 @@ def test_every_route_is_classified():
     unknown = [
         f"{m} {p}"
         for m, p in ROUTES
-        if (m, p) not in PROBES | dict.fromkeys(PUBLIC | SERVER_WIDE | ADMIN_ONLY)
+        if (m, p) not in PROBES | CONSOLE | dict.fromkeys(PUBLIC | SERVER_WIDE | ADMIN_ONLY)
     ]
     assert not unknown, f"routes with no isolation probe: {unknown}; add one to PROBES"
 
@@ -633,6 +656,12 @@ def test_route_needs_a_key(world, route):
     """Without a key every route but the public ones answers 401, before anything runs."""
     server, _, _ = world
     method, path = route
+    if route in CONSOLE:
+        with http(server, None) as anonymous:
+            answer = anonymous.get(CONSOLE[route], follow_redirects=True)
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith(("text/html", "text/css"))
+        return
     if method == "WEBSOCKET":  # the upgrade is refused before the socket opens
         with pytest.raises(InvalidStatus) as refused:
             connect(f"ws://127.0.0.1:{server.port}{path}", open_timeout=10)

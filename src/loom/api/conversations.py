@@ -104,6 +104,20 @@ async def create_conversation(
     return conversation
 
 
+@router.get("/conversations")
+async def list_conversations(
+    after: str | None = None,
+    limit: int = Query(20, ge=1, le=100),
+    order: Literal["asc", "desc"] = "desc",
+    svc: Services = Depends(services),
+    who: str = Depends(owner),
+):
+    """The caller's conversations, newest first by default (a Loom addition: OpenAI has
+    no list; the console uses it)."""
+    rows, has_more = await svc.stores.conversations.list(who, after=after, limit=limit, order=order)
+    return page_of(rows, has_more)
+
+
 @router.get("/conversations/{conversation_id}", responses=answers(Conversation))
 async def get_conversation(
     conversation_id: str, svc: Services = Depends(services), who: str = Depends(owner)

@@ -184,10 +184,14 @@ async def list_responses(
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
+    status: str | None = Query(None, max_length=64),
+    model: str | None = Query(None, max_length=256),
     svc: Services = Depends(services),
     who: str = Depends(owner),
 ):
-    rows, has_more = await svc.stores.responses.list(who, after=after, limit=limit, order=order)
+    rows, has_more = await svc.stores.responses.list(
+        who, after=after, limit=limit, order=order, status=status, model=model
+    )
     return page_of(rows, has_more)
 
 

@@ -23,6 +23,8 @@ ADMIN_PREFIX = "/v1/organization/"
 PUBLIC_PATHS = frozenset(
     {"/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/metrics"}
 )
+# The console's pages and assets: static, no one's data (they read /v1 with the user's key).
+CONSOLE_PREFIX = "/console"
 
 _MISSING_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
@@ -84,6 +86,12 @@ def _headers(scope: dict[str, Any]) -> tuple[str | None, int | None]:
     return key, length
 
 
+def _is_console(path: str) -> bool:
+    return path.startswith(CONSOLE_PREFIX) and (
+        len(path) == len(CONSOLE_PREFIX) or path[len(CONSOLE_PREFIX)] == "/"
+    )
+
+
 class SecurityMiddleware:
     def __init__(self, app: Any, guard: Guard) -> None:
         self.app = app
@@ -99,7 +107,7 @@ class SecurityMiddleware:
         body_limit = guard.body_limit(path)
         if kind == "http" and length is not None and length > body_limit:
             return await send_error(send, _too_large(body_limit))
-        if path in PUBLIC_PATHS:
+        if path in PUBLIC_PATHS or _is_console(path):
             return await self.app(scope, receive, send)
         try:
             owner, admin = await self._who(key, path)

@@ -94,6 +94,28 @@ class ConversationStore:
         async with self._db.read() as conn:
             return await _conversation(conn, owner, id)
 
+    async def list(
+        self, owner: str, *, after: str | None = None, limit: int = 20, order: Order = "desc"
+    ) -> tuple[list[Json], bool]:
+        """A page of this owner's conversation dicts by created_at (ties by id), and
+        has_more. An `after` id naming no conversation of this owner gives an empty page."""
+        asc, limit = ascending(order), check_limit(limit)
+        key = [conv_t.c.created_at, conv_t.c.id]
+        query = sa.select(conv_t.c.conversation).where(conv_t.c.owner == owner)
+        async with self._db.read() as conn:
+            if after is not None:
+                cursor = (
+                    await conn.execute(
+                        sa.select(*key).where(conv_t.c.owner == owner, conv_t.c.id == after)
+                    )
+                ).first()
+                if cursor is None:
+                    return [], False
+                query = query.where(beyond(key, tuple(cursor), asc))
+            query = query.order_by(*ordered(key, asc)).limit(limit + 1)
+            found = (await conn.execute(query)).scalars().all()
+        return split_page(found, limit)
+
     async def update_metadata(self, owner: str, id: str, metadata: Any) -> Json | None:
         """Replace the conversation's metadata; the updated conversation, or None."""
         async with self._db.write() as conn:

@@ -89,12 +89,19 @@ class ResponseStore:
         after: str | None = None,
         limit: int = 20,
         order: Order = "asc",
+        status: str | None = None,
+        model: str | None = None,
     ) -> tuple[list[Json], bool]:
         """A page of response dicts by created_at (ties in insertion order), and
-        has_more. An `after` id naming no response of this owner gives an empty page."""
+        has_more. An `after` id naming no response of this owner gives an empty page.
+        `status` and `model`, when given, keep only the responses that match exactly."""
         asc, limit = ascending(order), check_limit(limit)
         key = [resp_t.c.created_at, resp_t.c.seq]
         query = sa.select(resp_t.c.response).where(resp_t.c.owner == owner)
+        if status is not None:
+            query = query.where(resp_t.c.status == status)
+        if model is not None:
+            query = query.where(resp_t.c.model == model)
         async with self._db.read() as conn:
             if after is not None:
                 cursor = (
