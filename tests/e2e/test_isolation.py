@@ -10,7 +10,6 @@ resources (files, vector stores, background jobs, ...) are walked as well.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from loom.app import build_app
 from loom.config import load_settings
 from tests.conftest import run_loom
 from tests.support.keys import ALICE_KEY, BOB_KEY, authed_env, http
+from tests.support.lifecycle import wait_for
 from tests.support.pg import pg_database
 from tests.support.upstream import Turn
 
@@ -288,13 +288,12 @@ def p_get_response_stream(a, alice, bob):
 def p_cancel_response(a, alice, bob):
     theirs = same_as_missing(lambda i: bob.post(f"/v1/responses/{i}/cancel"), a.background_id)
     assert theirs.status_code == 404
-    deadline = time.monotonic() + 30
-    while (state := ok(alice.get(f"/v1/responses/{a.background_id}"))["status"]) in (
-        "queued",
-        "in_progress",
-    ) and time.monotonic() < deadline:
-        time.sleep(0.02)  # poll with a deadline: alice's run ends on its own
-    assert state == "completed"
+    done = wait_for(
+        lambda: ok(alice.get(f"/v1/responses/{a.background_id}")),
+        lambda r: r["status"] not in ("queued", "in_progress"),
+        what="alice's background response to end on its own",
+    )
+    assert done["status"] == "completed"
 
 
 def p_delete_response(a, alice, bob):
