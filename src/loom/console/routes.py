@@ -20,6 +20,7 @@ PAGES = {
     "conversation": "Conversation",
     "playground": "Playground",
     "files": "Files and vector stores",
+    "live": "Live view",
 }
 # Nothing on a page may come from another host: scripts, styles, images, fetches.
 _CSP = (
@@ -75,6 +76,11 @@ async def playground_page() -> HTMLResponse:
 @router.get("/files")
 async def files_page() -> HTMLResponse:
     return _page("files")
+
+
+@router.get("/live")
+async def live_page() -> HTMLResponse:
+    return _page("live")
 
 
 def mount_console(app: FastAPI) -> None:
