@@ -7,6 +7,7 @@ owner sees only their own objects."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from playwright.sync_api import expect
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import run_loom
 from tests.support.browser import ConsolePage, launch_chromium
@@ -80,6 +82,7 @@ def test_every_page_loads_fast_and_offline(chromium, loom_server, upstream, api,
         "conversations": ("/console/conversations", "#conversations"),
         "conversation": (f"/console/conversations/{conversation['id']}", "#timeline .item"),
         "playground": ("/console/playground", "#composer"),
+        "live": ("/console/live", "#in-flight"),
     }
     console = ConsolePage(chromium, loom_server.url, color_scheme=scheme)
     try:
@@ -471,3 +474,56 @@ def test_upload_a_file_and_search_it(chromium, loom_env, upstream, tmp_path):
             assert console.errors == []
         finally:
             console.close()
+
+
+def scrape_totals(api: httpx.Client) -> dict[str, float]:
+    """The figures the live page shows, from /metrics parsed by prometheus_client."""
+    families = text_string_to_metric_families(api.get("/metrics").text)
+    samples = [sample for family in families for sample in family.samples]
+
+    def total(name: str) -> float:
+        return sum(
+            s.value for s in samples if s.name == name and s.labels.get("route") != "/metrics"
+        )
+
+    return {
+        "in_flight": total("loom_turns_in_flight"),
+        "requests": total("loom_http_requests_total"),
+        "ttft_sum": total("loom_time_to_first_token_seconds_sum"),
+        "ttft_count": total("loom_time_to_first_token_seconds_count"),
+    }
+
+
+POSITIVE = re.compile(r"^(?!0(\.0*)?$)\d+(\.\d+)?$")  # a number above zero
+
+
+def test_live_view_follows_real_traffic(console, api, client, upstream):
+    page = console.open("/console/live")
+    expect(page.locator('nav a[data-nav="live"]')).to_have_attribute("aria-current", "page")
+    expect(page.locator("#in-flight")).to_have_text("0")
+
+    slow = " ".join(f"word{i}" for i in range(40))
+    upstream.script(Turn(text=slow, delay=0.1), *(Turn(text=f"quick {n}") for n in range(3)))
+    held = client.responses.create(model=MODEL, input="slow", stream=True)
+    events = iter(held)
+    assert next(events).type == "response.created"  # the turn runs, its stream held open
+    expect(page.locator("#in-flight")).to_have_text("1")
+    assert scrape_totals(api)["in_flight"] == 1
+    for n in range(3):  # traffic while the stream runs
+        assert client.responses.create(model=MODEL, input=f"q{n}").output_text == f"quick {n}"
+    expect(page.locator("#rps")).to_have_text(POSITIVE)
+    expect(page.locator("#ttft")).to_have_text(POSITIVE)
+    kinds = [event.type for event in events]
+    assert kinds[-1] == "response.completed"
+    held.close()
+
+    expect(page.locator("#in-flight")).to_have_text("0")
+    # once the traffic is over, the page's totals are those prometheus_client reads
+    scraped = scrape_totals(api)
+    assert scraped["in_flight"] == 0 and scraped["ttft_count"] >= 4
+    expect(page.locator("#requests-total")).to_have_text(str(int(scraped["requests"])))
+    expect(page.locator("#ttft-count")).to_have_text(str(int(scraped["ttft_count"])))
+    mean_ms = 1000 * scraped["ttft_sum"] / scraped["ttft_count"]
+    expect(page.locator("#ttft-mean")).to_have_text(f"{mean_ms:.1f} ms")
+    expect(page.locator("#ttft-sparkline polyline")).to_have_attribute("points", re.compile(r"\d"))
+    console.screenshot("console-live")

@@ -20,6 +20,7 @@ PAGES = [
     "/console/conversations/conv_123",
     "/console/playground",
     "/console/files",
+    "/console/live",
 ]
 
 
