@@ -51,15 +51,12 @@ function sparkline(points) {
   const y = (v) => height - 2 - ((height - 4) * v) / top;
   const dots = points.filter((p) => p.ttftMs !== null)
     .map((p) => `${x(p).toFixed(1)},${y(p.ttftMs).toFixed(1)}`).join(" ");
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("id", "ttft-sparkline");
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", `Mean time to first token per poll, last 5 minutes, peak ${top.toFixed(1)} ms`);
-  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-  line.setAttribute("points", dots);
-  svg.append(line);
-  return svg;
+  // Parsed as HTML, an <svg> element takes the SVG namespace by itself; only numbers go in.
+  const box = document.createElement("template");
+  box.innerHTML = `<svg id="ttft-sparkline" viewBox="0 0 ${width} ${height}" role="img"
+    aria-label="Mean time to first token per poll, last 5 minutes, peak ${top.toFixed(1)} ms">
+    <polyline points="${dots}"></polyline></svg>`;
+  return box.content.firstElementChild;
 }
 
 function render(now) {
