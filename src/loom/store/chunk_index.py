@@ -178,8 +178,10 @@ async def keyword_candidates(
         if not terms:
             return {}
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        # Matched once, materialized, then joined: left to itself SQLite runs the MATCH
-        # once per candidate chunk.
+        # Matched once and materialized (left to itself SQLite runs the MATCH once per
+        # candidate chunk); then each match is checked against the stores and the filter
+        # by primary key. As a plain join SQLite drives from the chunks side instead and
+        # reads every chunk of the stores (~25 ms at 100k chunks, for a few hundred hits).
         matched = (
             sa.select(
                 sa.literal_column("rowid").label("id"),
@@ -190,11 +192,13 @@ async def keyword_candidates(
             .cte("matched")
             .prefix_with("MATERIALIZED")
         )
+        member = sa.exists(
+            sa.select(sa.literal(1)).select_from(join).where(chunks_t.c.id == matched.c.id, *where)
+        )
         query_ = (
-            sa.select(chunks_t.c.id, (-matched.c.bm25).label("score"))
-            .select_from(join.join(matched, matched.c.id == chunks_t.c.id))
-            .where(*where)
-            .order_by(matched.c.bm25)
+            sa.select(matched.c.id, (-matched.c.bm25).label("score"))
+            .where(member)
+            .order_by(matched.c.bm25, matched.c.id)
             .limit(limit)
         )
     else:
