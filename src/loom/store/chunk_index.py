@@ -241,12 +241,16 @@ async def vector_candidates(
         for store_id, file_id in passing:
             allowed.setdefault(store_id, set()).add(file_id)
     for entry in cached:
-        mask = None
-        if condition is not None:
-            files = allowed.get(entry.store_id, set())
-            codes = [i for i, f in enumerate(entry.file_ids) if f in files]
-            mask = np.isin(entry.file_rows, np.asarray(codes, dtype=np.int32))
-        out.update(nearest(entry.ids, entry.matrix, vector, limit, extra_ids, mask))
+        if condition is None:
+            out.update(nearest(entry.ids, entry.matrix, vector, limit, extra_ids))
+            continue
+        parts = entry.file_slices(allowed.get(entry.store_id, set()))
+        if len(parts) == len(entry.file_ids):
+            out.update(nearest(entry.ids, entry.matrix, vector, limit, extra_ids))
+        elif parts:
+            ids = np.concatenate([entry.ids[p] for p in parts])
+            sims = np.concatenate([entry.matrix[p] @ vector for p in parts])
+            out.update(_top(ids, sims, limit, extra_ids))
     if too_big and conn.dialect.name == "sqlite":
         out.update(await _sqlite_vectors(conn, too_big, vector, condition, limit, extra_ids))
     elif too_big:
@@ -277,14 +281,25 @@ def nearest(
     sims = matrix @ vector
     if allowed is not None:
         sims = np.where(allowed, sims, -np.inf)
-    count = min(limit, int(np.count_nonzero(np.isfinite(sims))))
+    return _top(ids, sims, limit, extra_ids)
+
+
+def _top(ids: np.ndarray, sims: np.ndarray, limit: int, extra_ids: list[int]) -> dict[int, float]:
+    """The `limit` highest finite similarities, plus those of `extra_ids` found in `ids`.
+
+    argpartition over the negated similarities puts NaN last and masked rows (-inf) just
+    before it, so the finite ones among the first `limit` are exactly the best finite ones.
+    """
+    count = min(limit, len(ids))
     if count <= 0:
-        top = np.zeros(0, dtype=np.int64)
-    elif count < len(ids):
-        top = np.argpartition(-sims, count - 1)[:count]
+        return {}
+    if count < len(ids):
+        top = np.argpartition(np.negative(sims), count - 1)[:count]
     else:
         top = np.arange(len(ids))
-    out = {int(ids[i]): float(sims[i]) for i in top if np.isfinite(sims[i])}
+    picked = sims[top]
+    keep = np.isfinite(picked)
+    out = dict(zip(ids[top][keep].tolist(), picked[keep].tolist(), strict=True))
     wanted = [i for i in extra_ids if i not in out]
     if wanted:
         for pos in np.nonzero(np.isin(ids, np.asarray(wanted, dtype=np.int64)))[0]:
