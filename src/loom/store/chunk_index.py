@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from loom.store.retrieval_schema import chunks as chunks_t
+from loom.store.retrieval_schema import files as files_t
 from loom.store.retrieval_schema import vector_store_files as vsf_t
 from loom.store.vector_cache import VectorCache
 
@@ -122,11 +123,13 @@ async def _selective_terms(conn: AsyncConnection, terms: list[str]) -> list[str]
     PostgreSQL."""
     if conn.dialect.name == "sqlite":
         marks = ",".join("?" * len(terms))
-        rows = await conn.exec_driver_sql(
-            f"SELECT term, doc FROM chunk_fts_vocab WHERE term IN ({marks})", tuple(terms)
+        rows = await conn.exec_driver_sql(  # one round trip: the total first, then the terms
+            "SELECT NULL, (SELECT max(id) FROM chunks) UNION ALL"
+            f" SELECT term, doc FROM chunk_fts_vocab WHERE term IN ({marks})",
+            tuple(terms),
         )
         counts = dict(rows.all())
-        total = (await conn.exec_driver_sql("SELECT max(id) FROM chunks")).scalar() or 0
+        total = counts.pop(None, None) or 0
         ceiling = max(_COMMON_FLOOR, total // 50)
     else:
         total = (
@@ -354,17 +357,24 @@ async def _sqlite_vectors(
 
 
 async def chunk_details(conn: AsyncConnection, ids: list[int]) -> dict[int, Any]:
-    """id -> (id, file_id, vector_store_id, text, attributes) for the hits to return.
+    """id -> (id, file_id, vector_store_id, text, attributes, filename) for the hits.
 
-    Two lookups by key rather than one join, which SQLite would drive from the files side.
+    Two lookups by key rather than one join, which SQLite would drive from the files side;
+    the file's name comes with the chunk (a LEFT JOIN keeps chunks as the outer loop).
     """
     if not ids:
         return {}
     rows = (
         await conn.execute(
             sa.select(
-                chunks_t.c.id, chunks_t.c.file_id, chunks_t.c.vector_store_id, chunks_t.c.text
-            ).where(chunks_t.c.id.in_(ids))
+                chunks_t.c.id,
+                chunks_t.c.file_id,
+                chunks_t.c.vector_store_id,
+                chunks_t.c.text,
+                files_t.c.filename,
+            )
+            .select_from(chunks_t.outerjoin(files_t, files_t.c.id == chunks_t.c.file_id))
+            .where(chunks_t.c.id.in_(ids))
         )
     ).all()
     stores = {r.vector_store_id for r in rows}
@@ -384,6 +394,7 @@ async def chunk_details(conn: AsyncConnection, ids: list[int]) -> dict[int, Any]
             r.vector_store_id,
             r.text,
             attributes.get((r.vector_store_id, r.file_id)),
+            r.filename or "",
         )
         for r in rows
         if (r.vector_store_id, r.file_id) in attributes
@@ -396,3 +407,4 @@ class _Detail(NamedTuple):
     vector_store_id: str
     text: str
     attributes: Any
+    filename: str
