@@ -357,47 +357,39 @@ async def _sqlite_vectors(
 
 
 async def chunk_details(conn: AsyncConnection, ids: list[int]) -> dict[int, Any]:
-    """id -> (id, file_id, vector_store_id, text, attributes, filename) for the hits.
+    """id -> (id, file_id, vector_store_id, text, attributes, filename) for the hits whose
+    file is still attached to their store.
 
-    Two lookups by key rather than one join, which SQLite would drive from the files side;
-    the file's name comes with the chunk (a LEFT JOIN keeps chunks as the outer loop).
+    One query; LEFT JOINs keep chunks (looked up by key) as the outer loop, where an inner
+    join would let SQLite drive from the files side.
     """
     if not ids:
         return {}
-    rows = (
-        await conn.execute(
-            sa.select(
-                chunks_t.c.id,
-                chunks_t.c.file_id,
-                chunks_t.c.vector_store_id,
-                chunks_t.c.text,
-                files_t.c.filename,
-            )
-            .select_from(chunks_t.outerjoin(files_t, files_t.c.id == chunks_t.c.file_id))
-            .where(chunks_t.c.id.in_(ids))
+    attached = sa.and_(
+        vsf_t.c.vector_store_id == chunks_t.c.vector_store_id,
+        vsf_t.c.file_id == chunks_t.c.file_id,
+    )
+    rows = await conn.execute(
+        sa.select(
+            chunks_t.c.id,
+            chunks_t.c.file_id,
+            chunks_t.c.vector_store_id,
+            chunks_t.c.text,
+            vsf_t.c.attributes,
+            files_t.c.filename,
+            vsf_t.c.file_id.label("attached"),
         )
-    ).all()
-    stores = {r.vector_store_id for r in rows}
-    files = {r.file_id for r in rows}
-    attributes = {
-        (r[0], r[1]): r[2]
-        for r in await conn.execute(
-            sa.select(vsf_t.c.vector_store_id, vsf_t.c.file_id, vsf_t.c.attributes).where(
-                vsf_t.c.vector_store_id.in_(stores), vsf_t.c.file_id.in_(files)
+        .select_from(
+            chunks_t.outerjoin(files_t, files_t.c.id == chunks_t.c.file_id).outerjoin(
+                vsf_t, attached
             )
         )
-    }
+        .where(chunks_t.c.id.in_(ids))
+    )
     return {
-        r.id: _Detail(
-            r.id,
-            r.file_id,
-            r.vector_store_id,
-            r.text,
-            attributes.get((r.vector_store_id, r.file_id)),
-            r.filename or "",
-        )
+        r.id: _Detail(r.id, r.file_id, r.vector_store_id, r.text, r.attributes, r.filename or "")
         for r in rows
-        if (r.vector_store_id, r.file_id) in attributes
+        if r.attached is not None
     }
 
 
