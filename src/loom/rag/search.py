@@ -15,12 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
 
 from loom.rag.embeddings import Embeddings
 from loom.store import attribute_filters, chunk_index
 from loom.store.db import Database
-from loom.store.retrieval_schema import files as files_t
 from loom.store.retrieval_schema import vector_store_files as vsf_t
 from loom.store.vector_cache import VectorCache
 from loom.store.vector_stores import VectorStoreStore
@@ -63,11 +61,17 @@ class HybridSearch:
             if filters is None
             else attribute_filters.clause(filters, vsf_t.c.attributes, self._db.dialect_name)
         )
+        embedded = [
+            (store_ids, await self._embeddings.embed(model, queries))
+            for model, store_ids in by_model.items()
+        ]
         best: dict[int, float] = {}
-        for model, store_ids in by_model.items():
-            vectors = await self._embeddings.embed(model, queries)
-            await self._rank(best, store_ids, queries, vectors, condition, max_num_results)
-        return await self._top_hits(best, max_num_results, score_threshold)
+        async with self._db.read() as conn:
+            for store_ids, vectors in embedded:
+                await self._rank(
+                    conn, best, store_ids, queries, vectors, condition, max_num_results
+                )
+            return await _top_hits(conn, best, max_num_results, score_threshold)
 
     async def search_embedded(
         self,
@@ -86,56 +90,44 @@ class HybridSearch:
             else attribute_filters.clause(filters, vsf_t.c.attributes, self._db.dialect_name)
         )
         best: dict[int, float] = {}
-        await self._rank(best, store_ids, queries, vectors, condition, max_num_results)
-        return await self._top_hits(best, max_num_results, None)
+        async with self._db.read() as conn:
+            await self._rank(conn, best, store_ids, queries, vectors, condition, max_num_results)
+            return await _top_hits(conn, best, max_num_results, None)
 
-    async def _rank(self, best, store_ids, queries, vectors, condition, max_num_results) -> None:
+    async def _rank(
+        self, conn, best, store_ids, queries, vectors, condition, max_num_results
+    ) -> None:
         limit = max(_MIN_CANDIDATES, 4 * max_num_results)
-        async with self._db.read() as conn:
-            for query, vector in zip(queries, vectors, strict=True):
-                scores = await _fused(
-                    conn, store_ids, query, vector, condition, limit, self._vectors
-                )
-                for chunk_id, score in scores.items():
-                    if score > best.get(chunk_id, -1.0):
-                        best[chunk_id] = score
+        for query, vector in zip(queries, vectors, strict=True):
+            scores = await _fused(conn, store_ids, query, vector, condition, limit, self._vectors)
+            for chunk_id, score in scores.items():
+                if score > best.get(chunk_id, -1.0):
+                    best[chunk_id] = score
 
-    async def _top_hits(
-        self, best: dict[int, float], max_num_results: int, score_threshold: float | None
-    ) -> list[dict[str, Any]]:
-        ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
-        if score_threshold is not None:
-            ranked = [(i, s) for i, s in ranked if s >= score_threshold]
-        return await self._hits(ranked[:max_num_results])
 
-    async def _hits(self, ranked: list[tuple[int, float]]) -> list[dict[str, Any]]:
-        async with self._db.read() as conn:
-            details = await chunk_index.chunk_details(conn, [i for i, _ in ranked])
-            file_ids = {d.file_id for d in details.values()}
-            names = dict(
-                (
-                    await conn.execute(
-                        sa.select(files_t.c.id, files_t.c.filename).where(
-                            files_t.c.id.in_(file_ids)
-                        )
-                    )
-                ).all()
-            )
-        hits = []
-        for chunk_id, score in ranked:
-            d = details.get(chunk_id)
-            if d is None:  # removed between the ranking and this read
-                continue
-            hits.append(
-                {
-                    "file_id": d.file_id,
-                    "filename": names.get(d.file_id, ""),
-                    "score": round(min(1.0, max(0.0, score)), 6),
-                    "attributes": d.attributes or {},
-                    "content": [{"type": "text", "text": d.text}],
-                }
-            )
-        return hits
+async def _top_hits(
+    conn, best: dict[int, float], max_num_results: int, score_threshold: float | None
+) -> list[dict[str, Any]]:
+    ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
+    if score_threshold is not None:
+        ranked = [(i, s) for i, s in ranked if s >= score_threshold]
+    ranked = ranked[:max_num_results]
+    details = await chunk_index.chunk_details(conn, [i for i, _ in ranked])
+    hits = []
+    for chunk_id, score in ranked:
+        d = details.get(chunk_id)
+        if d is None:  # removed between the ranking and this read
+            continue
+        hits.append(
+            {
+                "file_id": d.file_id,
+                "filename": d.filename,
+                "score": round(min(1.0, max(0.0, score)), 6),
+                "attributes": d.attributes or {},
+                "content": [{"type": "text", "text": d.text}],
+            }
+        )
+    return hits
 
 
 async def _fused(

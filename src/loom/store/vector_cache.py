@@ -10,8 +10,9 @@ version too, so all processes agree. Entries are bounded by total bytes (least r
 used goes first); a store too big for the budget is not cached, and SQLite then searches
 it with sqlite-vec in SQL instead.
 
-Attribute filters apply per file, so each entry also knows which file each row belongs
-to: a filtered search masks the rows of the files that pass the filter.
+Attribute filters apply per file, so each entry keeps a file's rows together (rows sorted
+by file, `file_bounds` giving each file's slice): a filtered search scans only the slices
+of the files that pass the filter, as views of the matrix, without copying or masking.
 """
 
 from __future__ import annotations
@@ -36,12 +37,21 @@ class StoreVectors:
     version: int
     ids: np.ndarray  # int64 chunk ids
     matrix: np.ndarray  # float32, one unit row per chunk
-    file_ids: list[str]  # distinct files, indexed by `file_rows`
-    file_rows: np.ndarray  # int32: the file (index into file_ids) of each row
+    file_ids: list[str]  # distinct files; rows of file_ids[k] are file_bounds[k]:[k + 1]
+    file_bounds: np.ndarray  # int64, len(file_ids) + 1 row offsets
 
     @property
     def nbytes(self) -> int:
-        return self.ids.nbytes + self.matrix.nbytes + self.file_rows.nbytes
+        return self.ids.nbytes + self.matrix.nbytes + self.file_bounds.nbytes
+
+    def file_slices(self, files: set[str]) -> list[slice]:
+        """The row ranges of these files (of those in the store), in row order."""
+        bounds = self.file_bounds
+        return [
+            slice(int(bounds[k]), int(bounds[k + 1]))
+            for k, file_id in enumerate(self.file_ids)
+            if file_id in files
+        ]
 
 
 class VectorCache:
@@ -92,14 +102,18 @@ class VectorCache:
             )
         ).all()
         rows = [r for r in rows if r[2] is not None and len(r[2]) == dims * 4]
+        rows.sort(key=lambda r: (r[1], r[0]))  # each file's rows together
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
         matrix = matrix.reshape(len(rows), dims)
-        codes: dict[str, int] = {}
-        file_rows = np.fromiter(
-            (codes.setdefault(r[1], len(codes)) for r in rows), dtype=np.int32, count=len(rows)
-        )
-        entry = StoreVectors(store_id, version, ids, matrix, list(codes), file_rows)
+        file_ids: list[str] = []
+        starts: list[int] = []
+        for n, r in enumerate(rows):
+            if not file_ids or r[1] != file_ids[-1]:
+                file_ids.append(r[1])
+                starts.append(n)
+        bounds = np.asarray([*starts, len(rows)], dtype=np.int64)
+        entry = StoreVectors(store_id, version, ids, matrix, file_ids, bounds)
         async with self._lock:
             self._entries[store_id] = entry
             total = sum(e.nbytes for e in self._entries.values())
