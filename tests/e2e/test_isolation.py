@@ -53,6 +53,7 @@ CONSOLE = {
     ("GET", "/console/conversations/{conversation_id}"): "/console/conversations/conv_x",
     ("GET", "/console/playground"): "/console/playground",
     ("GET", "/console/files"): "/console/files",
+    ("GET", "/console/live"): "/console/live",
     ("Mount", "/console/static"): "/console/static/console.css",
 }
 # Need a key, but show only the server's configuration, the same to every owner.
