@@ -240,7 +240,13 @@ def test_sqlite_restart_settles_what_was_running(loom_env, start, upstream, tmp_
     response_id = head[0]["response"]["id"]
     first.kill9()
     second = start(env)
-    final = sdk(second).responses.retrieve(response_id)
+    # Settled at start-up: ended failed, or (when no output event had reached the log before
+    # the kill) queued again and run to its end; either way never left in progress.
+    final = wait_for(
+        lambda: sdk(second).responses.retrieve(response_id),
+        lambda r: r.status not in ("queued", "in_progress"),
+        what="the restart to settle the response",
+    )
     assert final.status == "failed"
     validate_cut_stream(resume(second, response_id), ended="failed")
     got = httpx.get(f"{second.url}/v1/responses/{response_id}", timeout=10)
