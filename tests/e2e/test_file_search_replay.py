@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import openai
 import pytest
 
+from tests.support.documents import REPORTS
 from tests.support.schemas import validate_response
 from tests.support.stream_validator import validate_stream
 from tests.support.upstream import Recordings
@@ -31,24 +32,6 @@ MODEL = "openai/gpt-4o"
 EMBEDDING_MODEL = "openai/text-embedding-3-small"
 MARKER = re.compile(r"<\|(file-[A-Za-z0-9]+)\|>")
 
-REPORTS = {
-    "us_marketing_q1.txt": (
-        "US promotional campaigns for Q1 2023. Revenue increased by 15% in the US region.",
-        {"region": "us", "category": "marketing", "date": 1672531200.0},
-    ),
-    "us_engineering_q2.txt": (
-        "US technical updates for Q2 2023. New features deployed in the US region.",
-        {"region": "us", "category": "engineering", "date": 1680307200.0},
-    ),
-    "eu_marketing_q1.txt": (
-        "European advertising campaign results for Q1 2023. Strong growth in EU markets.",
-        {"region": "eu", "category": "marketing", "date": 1672531200.0},
-    ),
-    "asia_sales_q3.txt": (
-        "Asia Pacific revenue figures for Q3 2023. Record breaking quarter in Asia.",
-        {"region": "asia", "category": "sales", "date": 1688169600.0},
-    ),
-}
 MAVERICK = "How many experts does the Llama 4 Maverick model have?"
 
 
