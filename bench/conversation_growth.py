@@ -11,9 +11,18 @@ otherwise. For each size it grows conversations to that many items (batches of 2
   with it, and appends the turn;
 - the same chat request sent straight to the upstream (the history as chat messages, as
   Loom sends it), which is what the ratio is taken against;
+- a plain turn: the same question as `POST /v1/responses` without a conversation, and its
+  own chat request sent straight to the upstream;
 - `GET /v1/conversations/{id}/items`: the newest page of 20, and a page of 100 starting
   in the middle of the history.
 Medians (and p90) over the samples, in milliseconds of wall time per request.
+
+The headline is "added ms over a plain turn": what Loom adds to a conversation turn
+(Loom's time minus the direct upstream call with the same history) less what it adds to
+a plain turn (likewise), median over the samples. It is what having a conversation costs
+in Loom itself: reading the history, turning it into messages, appending the turn. Loom's
+CPU per turn (from /proc, summed over the samples) is printed beside it, as it is far less
+noisy than wall time on a busy machine.
 """
 
 from __future__ import annotations
@@ -31,6 +40,9 @@ import httpx
 
 from bench.fake_upstream import MODEL as UPSTREAM_MODEL
 from bench.harness import Service, StartupError, spawn_loom, spawn_upstream, wait_ready
+
+# A turn on a conversation may add at most this much over a plain turn (issue 16).
+ADDED_BUDGET_MS = 3.0
 
 SIZES = (10, 100, 1000)
 BATCH = 20  # the most items one request may add
@@ -62,7 +74,8 @@ def grow(http: httpx.Client, size: int) -> tuple[str, list[str]]:
 
 
 def chat_body(size: int) -> dict[str, Any]:
-    """The chat request Loom makes for a turn on a conversation of `size` filler items."""
+    """The chat request Loom makes for a turn on a conversation of `size` filler items
+    (a plain turn's with `size` 0)."""
     history = [{"role": m["role"], "content": m["content"]} for m in filler(0, size)]
     return {
         "model": UPSTREAM_MODEL,
@@ -84,12 +97,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Bench:
-    def __init__(self, loom: httpx.Client, upstream: httpx.Client):
+    def __init__(self, loom: httpx.Client, upstream: httpx.Client, service: Service):
         self.loom = loom
         self.upstream = upstream
+        self.service = service
+        self.cpu = {"conversation": 0.0, "plain": 0.0}  # Loom's CPU seconds, summed
 
-    def respond(self, conv_id: str) -> dict[str, Any]:
-        body = {"model": MODEL, "conversation": conv_id, "input": QUESTION}
+    def respond(self, conv_id: str | None) -> dict[str, Any]:
+        body = {"model": MODEL, "input": QUESTION}
+        if conv_id is not None:
+            body["conversation"] = conv_id
         response = self.loom.post("/v1/responses", json=body).raise_for_status().json()
         if response["status"] != "completed":
             raise RuntimeError(f"response ended {response['status']}: {response.get('error')}")
@@ -106,15 +123,27 @@ class Bench:
         if not page.raise_for_status().json()["data"]:
             raise RuntimeError("an empty page")
 
+    def turn_ms(self, conv_id: str | None) -> float:
+        """Wall time of one turn; Loom's CPU for it goes into `self.cpu`."""
+        cpu = self.service.cpu_seconds()
+        took = timed_ms(lambda: self.respond(conv_id))
+        self.cpu["plain" if conv_id is None else "conversation"] += self.service.cpu_seconds() - cpu
+        return took
+
     def sample(self, size: int) -> dict[str, float]:
         conv_id, ids = grow(self.loom, size)
-        loom_ms = timed_ms(lambda: self.respond(conv_id))
+        loom_ms = self.turn_ms(conv_id)
         body = chat_body(size)
         direct_ms = timed_ms(lambda: self.direct(body))
+        plain_ms = self.turn_ms(None)
+        plain_body = chat_body(0)
+        plain_direct_ms = timed_ms(lambda: self.direct(plain_body))
         middle = ids[len(ids) // 2]
         return {
             "loom": loom_ms,
             "direct": direct_ms,
+            "plain": plain_ms,
+            "plain_direct": plain_direct_ms,
             "newest": timed_ms(lambda: self.list_page(conv_id, limit=20)),
             "middle": timed_ms(
                 lambda: self.list_page(conv_id, limit=100, order="asc", after=middle)
@@ -122,7 +151,9 @@ class Bench:
         }
 
 
-def report(results: dict[int, list[dict[str, float]]], db: str) -> None:
+def report(
+    results: dict[int, list[dict[str, float]]], cpu: dict[int, dict[str, float]], db: str
+) -> None:
     print(f"\nConversation growth: ms per request, median (p90), database: {db}")
     header = (
         f"{'items':>6} | {'create via Loom':>16} | {'upstream direct':>16} | {'ratio':>6} |"
@@ -150,7 +181,28 @@ def report(results: dict[int, list[dict[str, float]]], db: str) -> None:
     )
     for size, samples in results.items():
         added = statistics.median(s["loom"] - s["direct"] for s in samples)
-        print(f"  {size:>5} items: Loom adds {added:6.2f} ms per turn")
+        plain = statistics.median(s["plain"] - s["plain_direct"] for s in samples)
+        print(
+            f"  {size:>5} items: Loom adds {added:6.2f} ms per conversation turn,"
+            f" {plain:6.2f} ms per plain turn"
+        )
+    print(
+        "\nadded ms over a plain turn (conversation turn's added cost - plain turn's,"
+        f" median; budget {ADDED_BUDGET_MS:g} ms):"
+    )
+    for size, samples in results.items():
+        over = statistics.median(
+            (s["loom"] - s["direct"]) - (s["plain"] - s["plain_direct"]) for s in samples
+        )
+        conv_cpu, plain_cpu = (
+            cpu[size][k] * 1000 / len(samples) for k in ("conversation", "plain")
+        )
+        verdict = "ok" if over <= ADDED_BUDGET_MS else "OVER BUDGET"
+        print(
+            f"  {size:>5} items: {over:6.2f} ms added over a plain turn ({verdict});"
+            f" Loom CPU per turn {conv_cpu:5.2f} ms vs {plain_cpu:5.2f} ms plain"
+            f" (+{conv_cpu - plain_cpu:.2f} ms)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,13 +225,17 @@ def main(argv: list[str] | None = None) -> int:
                 httpx.Client(base_url=loom_service.base_url, timeout=120) as loom,
                 httpx.Client(base_url=upstream_service.base_url, timeout=120) as upstream,
             ):
-                bench = Bench(loom, upstream)
+                bench = Bench(loom, upstream, loom_service)
+                loom.get("/openapi.json").raise_for_status()  # its start-up build is done
                 for _ in range(3):  # warm up: connections, schemas, caches
                     bench.sample(SIZES[0])
                 results: dict[int, list[dict[str, float]]] = {}
+                cpu: dict[int, dict[str, float]] = {}
                 for size in SIZES:
                     started = time.perf_counter()
+                    bench.cpu = dict.fromkeys(bench.cpu, 0.0)
                     results[size] = [bench.sample(size) for _ in range(args.samples)]
+                    cpu[size] = bench.cpu
                     took = time.perf_counter() - started
                     print(f"{size} items: {args.samples} samples in {took:.1f}s", file=sys.stderr)
         except StartupError as exc:
@@ -188,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for service in reversed(services):
                 service.stop()
-        report(results, db_url.split(":", 1)[0])
+        report(results, cpu, db_url.split(":", 1)[0])
     return 0
 
 
