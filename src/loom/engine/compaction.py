@@ -154,8 +154,10 @@ async def turn_context(
         new_input = [item for item in new_input if item.get("type") != "compaction_trigger"]
     items = history + new_input
     context = expand(settings, owner, items, len(history))
+    if not trigger and threshold is None:  # the common case: no messages to build here
+        return context, new_input, []
     messages = build_messages(instructions, context, [])
-    if not trigger and (threshold is None or estimate_tokens(messages, tools) <= threshold):
+    if not trigger and estimate_tokens(messages, tools) <= threshold:
         return context, new_input, []
     compacted, _ = await compact(settings, owner, model, items, messages)
     return expand(settings, owner, compacted, len(compacted)), new_input, [compacted[-1]]

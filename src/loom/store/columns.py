@@ -26,6 +26,11 @@ NAMING_CONVENTION: dict[str, str] = {
 Seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+def dump_json(value: Any) -> str:
+    """A JSON column's stored text (also what the group committer writes)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 class JSONText(sa.TypeDecorator[Any]):
     """A JSON value stored as text and returned as plain dicts/lists on both backends.
 
@@ -40,7 +45,7 @@ class JSONText(sa.TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        return dump_json(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if value is None:

@@ -7,19 +7,27 @@ transaction ends, so two concurrent turns land as two contiguous blocks, never i
 (SQLite gets the same from its single writer). `append_items_in` is that step on a caller's
 connection, which is how a response and its conversation items commit together.
 Paging uses the (conversation_id, position) primary key, so a page costs the same at item
-10 as at item 100,000.
+10 as at item 100,000. `append_items_sync` is the same append on a plain SQLite DB-API
+connection, for the group committer (`group_commit.py`). A turn's history is read with one
+query, its items' JSON decoded in one `orjson.loads` call rather than one per row.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
+from pysqlite3 import dbapi2 as pysqlite3
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loom.store.columns import dump_json
 from loom.store.db import Database
 from loom.store.errors import DuplicateIdError
+from loom.store.group_commit import qmark_sql
+from loom.store.history_cache import HistoryCache
 from loom.store.paging import Order, ascending, beyond, check_limit, ordered, split_page
 from loom.store.schema import conversation_items as items_t
 from loom.store.schema import conversations as conv_t
@@ -36,6 +44,13 @@ async def append_items_in(
     DuplicateIdError if an item id is already in the conversation; the caller's
     transaction must then roll back.
     """
+    return await _append_in(conn, owner, conversation_id, items) is not None
+
+
+async def _append_in(
+    conn: AsyncConnection, owner: str, conversation_id: str, items: list[Json]
+) -> int | None:
+    """`append_items_in`, giving the first item's position (None: not this owner's)."""
     bump = (
         sa.update(conv_t)
         .where(conv_t.c.owner == owner, conv_t.c.id == conversation_id)
@@ -44,10 +59,10 @@ async def append_items_in(
     )
     end = (await conn.execute(bump)).scalar_one_or_none()
     if end is None:
-        return False
-    if not items:
-        return True
+        return None
     start = end - len(items)
+    if not items:
+        return start
     rows = [
         {
             "conversation_id": conversation_id,
@@ -64,12 +79,64 @@ async def append_items_in(
         raise DuplicateIdError(
             f"an item id is already in conversation {conversation_id!r}"
         ) from exc
-    return True
+    return start
+
+
+@functools.cache
+def _sync_append_sql() -> tuple[str, str]:
+    bump = (
+        sa.update(conv_t)
+        .where(conv_t.c.owner == sa.bindparam("owner"), conv_t.c.id == sa.bindparam("id"))
+        .values(next_position=conv_t.c.next_position + sa.bindparam("count", type_=sa.BigInteger))
+        .returning(conv_t.c.next_position)
+    )
+    bump_sql, bump_names = qmark_sql(bump)
+    assert bump_names == ("count", "owner", "id")
+    insert_sql, insert_names = qmark_sql(sa.insert(items_t))
+    assert insert_names == ("conversation_id", "position", "item_id", "owner", "item")
+    return bump_sql, insert_sql
+
+
+def append_items_sync(conn: Any, owner: str, conversation_id: str, items: list[Json]) -> bool:
+    """`append_items_in` on a SQLite DB-API connection inside an open transaction."""
+    return _append_sync(conn, owner, conversation_id, items) is not None
+
+
+def _append_sync(conn: Any, owner: str, conversation_id: str, items: list[Json]) -> int | None:
+    bump_sql, insert_sql = _sync_append_sql()
+    row = conn.execute(bump_sql, (len(items), owner, conversation_id)).fetchone()
+    if row is None:
+        return None
+    start = row[0] - len(items)
+    if not items:
+        return start
+    rows = [
+        (conversation_id, start + offset, item["id"], owner, dump_json(item))
+        for offset, item in enumerate(items)
+    ]
+    try:
+        conn.executemany(insert_sql, rows)
+    except pysqlite3.IntegrityError as exc:
+        raise DuplicateIdError(
+            f"an item id is already in conversation {conversation_id!r}"
+        ) from exc
+    return start
+
+
+def _decode_all(texts: list[str]) -> list[Json]:
+    """Stored item texts to dicts, in one parse."""
+    return orjson.loads("[" + ",".join(texts) + "]") if texts else []
+
+
+def _copy(items: list[Json]) -> list[Json]:
+    """Items as they read back from the database (fresh dicts, JSON types only)."""
+    return orjson.loads(dump_json(items)) if items else []
 
 
 class ConversationStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, history: HistoryCache | None = None) -> None:
         self._db = db
+        self.history = history if history is not None else HistoryCache()
 
     async def create(self, owner: str, conversation: Json, items: list[Json]) -> None:
         """Store a conversation dict (`id`, `created_at`, `metadata`, ...) and its first
@@ -89,6 +156,7 @@ class ConversationStore:
                     f"conversation {conversation['id']!r} already exists"
                 ) from exc
             await append_items_in(conn, owner, conversation["id"], items)
+        self.history.put((owner, conversation["id"]), _copy(items), len(items) - 1)
 
     async def get(self, owner: str, id: str) -> Json | None:
         async with self._db.read() as conn:
@@ -132,6 +200,7 @@ class ConversationStore:
 
     async def delete(self, owner: str, id: str) -> bool:
         """Delete the conversation and all its items."""
+        self.history.drop((owner, id))
         async with self._db.write() as conn:
             await conn.execute(
                 sa.delete(items_t).where(items_t.c.owner == owner, items_t.c.conversation_id == id)
@@ -154,8 +223,17 @@ class ConversationStore:
         """
         if conn is not None:
             return await append_items_in(conn, owner, id, items)
-        async with self._db.write() as own:
-            return await append_items_in(own, owner, id, items)
+        if self._db.committer is not None:
+            start = await self._db.committer.run(
+                functools.partial(_append_sync, owner=owner, conversation_id=id, items=items)
+            )
+        else:
+            async with self._db.write() as own:
+                start = await _append_in(own, owner, id, items)
+        if start is None:
+            return False
+        self.history.extend((owner, id), start, _copy(items))
+        return True
 
     async def list_items(
         self,
@@ -189,16 +267,32 @@ class ConversationStore:
         return split_page(items, limit)
 
     async def all_items(self, owner: str, id: str) -> list[Json] | None:
-        """Every item in order (to build a model's context); None if unknown."""
-        query = (
-            sa.select(items_t.c.item)
-            .where(items_t.c.conversation_id == id, items_t.c.owner == owner)
-            .order_by(items_t.c.position)
-        )
-        async with self._db.read() as conn:
-            if not await _exists(conn, owner, id):
-                return None
-            return list((await conn.execute(query)).scalars())
+        """Every item in order (to build a model's context); None if unknown.
+
+        What this process has cached of the history is checked and brought up to date in
+        one round trip (see history_cache.py); the history is read whole only the first
+        time, or when items were deleted."""
+        key = (owner, id)
+        cached = self.history.get(key)
+        after = None if cached is None else (cached.last, len(cached.items))
+        if self._db.reader is not None:
+            found = await self._db.reader.run(functools.partial(_history_sync, owner, id, after))
+        else:
+            async with self._db.read() as conn:
+                found = await _history_in(conn, owner, id, after)
+        if found is None:
+            self.history.drop(key)
+            return None
+        whole, rows = found
+        if not whole and not rows:
+            assert cached is not None
+            return list(cached.items)
+        items = _decode_all([text for _, text in rows])
+        if not whole:
+            assert cached is not None
+            items = cached.items + items
+        self.history.put(key, items, rows[-1][0] if rows else -1)
+        return list(items)
 
     async def get_item(self, owner: str, id: str, item_id: str) -> Json | None:
         query = sa.select(items_t.c.item).where(
@@ -215,6 +309,7 @@ class ConversationStore:
             items_t.c.conversation_id == id,
             items_t.c.item_id == item_id,
         )
+        self.history.drop((owner, id))
         async with self._db.write() as conn:
             result = await conn.execute(query)
         return result.rowcount > 0
@@ -232,3 +327,79 @@ async def _conversation(
 async def _exists(conn: AsyncConnection, owner: str, id: str) -> bool:
     query = sa.select(conv_t.c.id).where(conv_t.c.owner == owner, conv_t.c.id == id)
     return (await conn.execute(query)).first() is not None
+
+
+# A history read: `after` is None, or (the last cached position, the cached item count).
+# The answer is None (no such conversation), or (whole, rows): `whole` says the rows are
+# the whole history rather than the items past the cached ones; rows are (position, text).
+History = tuple[bool, list[tuple[int, str]]] | None
+
+
+@functools.cache
+def _history_queries() -> tuple[sa.Select, sa.Select, sa.Select]:
+    text = sa.type_coerce(items_t.c.item, sa.Text)  # decoded in one parse, not per row
+    mine = (
+        items_t.c.conversation_id == sa.bindparam("id"),
+        items_t.c.owner == sa.bindparam("owner"),
+    )
+    whole = sa.select(items_t.c.position, text).where(*mine).order_by(items_t.c.position)
+    newer = whole.where(items_t.c.position > sa.bindparam("after", type_=sa.BigInteger))
+    count = (
+        sa.select(sa.func.count())
+        .select_from(items_t)
+        .where(*mine, items_t.c.position <= sa.bindparam("upto", type_=sa.BigInteger))
+    )
+    return whole, newer, count
+
+
+_EXISTS = sa.select(conv_t.c.id).where(
+    conv_t.c.owner == sa.bindparam("owner"), conv_t.c.id == sa.bindparam("id")
+)
+
+
+async def _history_in(
+    conn: AsyncConnection, owner: str, id: str, after: tuple[int, int] | None
+) -> History:
+    whole, newer, count = _history_queries()
+    ids = {"id": id, "owner": owner}
+    if after is not None:
+        last, cached = after
+        rows = [tuple(r) for r in await conn.execute(newer, {**ids, "after": last})]
+        upto = rows[-1][0] if rows else last
+        total = (await conn.execute(count, {**ids, "upto": upto})).scalar_one()
+        if total == cached + len(rows) and (total or (await conn.execute(_EXISTS, ids)).first()):
+            return False, rows
+    rows = [tuple(r) for r in await conn.execute(whole, ids)]
+    if not rows and (await conn.execute(_EXISTS, ids)).first() is None:
+        return None
+    return True, rows
+
+
+@functools.cache
+def _history_sql() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple(qmark_sql(q) for q in (*_history_queries(), _EXISTS))
+
+
+def _history_sync(owner: str, id: str, after: tuple[int, int] | None, conn: Any) -> History:
+    """`_history_in` on a SQLite DB-API connection, in one read transaction."""
+    (whole, w), (newer, n), (count, c), (exists, e) = _history_sql()
+    ids = {"id": id, "owner": owner}
+
+    def run(sql: str, names: tuple[str, ...], **more: Any) -> Any:
+        return conn.execute(sql, [{**ids, **more}[name] for name in names])
+
+    conn.execute("BEGIN")
+    try:
+        if after is not None:
+            last, cached = after
+            rows = run(newer, n, after=last).fetchall()
+            upto = rows[-1][0] if rows else last
+            total = run(count, c, upto=upto).fetchone()[0]
+            if total == cached + len(rows) and (total or run(exists, e).fetchone()):
+                return False, rows
+        rows = run(whole, w).fetchall()
+        if not rows and run(exists, e).fetchone() is None:
+            return None
+        return True, rows
+    finally:
+        conn.execute("COMMIT")

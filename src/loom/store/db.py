@@ -6,6 +6,10 @@ the writer) and every write transaction goes through one asyncio lock per `Datab
 starts with BEGIN IMMEDIATE, so concurrent requests queue in Python instead of failing with
 "database is locked"; busy_timeout covers other processes sharing the file. PostgreSQL
 needs neither: its writers take row locks where the stores ask for them.
+
+On SQLite, `committer` also saves turns in groups, one transaction and one thread hop for
+the turns that finish together (see group_commit.py), and `reader` runs a turn's hot reads
+in one hop (sqlite_reader.py); both are None on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -23,15 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from loom.observability.metrics import DB_LATENCY
 from loom.store import sqlite_driver
+from loom.store.group_commit import GroupCommitter
 from loom.store.migrations import apply_pending
+from loom.store.sqlite_reader import SqliteReader
 
-# busy_timeout first: switching to WAL may briefly wait for another process.
-_SQLITE_PRAGMAS = (
-    "busy_timeout=5000",
-    "journal_mode=WAL",
-    "synchronous=NORMAL",
-    "foreign_keys=ON",
-)
 # Execution option marking a connection whose transaction will write (SQLite only).
 _WRITE_OPTION = "loom_write"
 
@@ -48,9 +47,15 @@ class Database:
         self.engine = engine
         self.dialect_name: str = engine.dialect.name
         # SQLite allows one writer at a time; queue writers here rather than in the file.
-        self._write_lock: asyncio.Lock | None = (
-            asyncio.Lock() if self.dialect_name == "sqlite" else None
-        )
+        self._write_lock: asyncio.Lock | None = None
+        self.committer: GroupCommitter | None = None
+        self.reader: SqliteReader | None = None
+        if self.dialect_name == "sqlite":
+            self._write_lock = asyncio.Lock()
+            database = engine.url.database or ""
+            uri = database.startswith("file:")
+            self.committer = GroupCommitter(database, uri, self._write_lock)
+            self.reader = SqliteReader(database, uri)
 
     @classmethod
     async def connect(cls, url: str) -> Database:
@@ -116,6 +121,10 @@ class Database:
             return await apply_pending(conn)
 
     async def close(self) -> None:
+        if self.committer is not None:
+            await self.committer.close()
+        if self.reader is not None:
+            await self.reader.close()
         await self.engine.dispose()
 
 
@@ -146,13 +155,7 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take BEGIN away from the sqlite3 module, which would skip it for SELECTs and
         # DDL; `_on_begin` emits it instead.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        try:
-            for pragma in _SQLITE_PRAGMAS:
-                cursor.execute(f"PRAGMA {pragma}")
-        finally:
-            cursor.close()
+        sqlite_driver.apply_pragmas(dbapi_conn)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -6,7 +6,9 @@ conversation, so a crash or disconnect never leaves half a turn behind. The row 
 never over another owner's row (that is a DuplicateIdError): saving a response id again
 replaces the record, which is what a response saved more than once needs (background
 responses, saved when created and again when they finish, once they exist).
-`chain` walks `previous_response_id` links with one recursive query.
+`chain` walks `previous_response_id` links with one recursive query. On SQLite a turn is
+saved by the group committer (group_commit.py), in one transaction with the other turns
+that finish at the same time.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loom.store.conversations import append_items_in
+from loom.store.columns import dump_json
+from loom.store.conversations import append_items_in, append_items_sync
 from loom.store.db import Database
 from loom.store.errors import DuplicateIdError
+from loom.store.group_commit import qmark_sql
 from loom.store.paging import Order, ascending, beyond, check_limit, ordered, split_page
 from loom.store.schema import responses as resp_t
 
@@ -58,6 +62,18 @@ class ResponseStore:
         Raises LookupError (writing nothing) if `conversation_id` is not this owner's
         conversation, and DuplicateIdError if the response id belongs to another owner.
         """
+        if self._db.committer is not None:
+            await self._db.committer.run(
+                functools.partial(
+                    _save_turn_sync,
+                    owner=owner,
+                    response=response,
+                    input_items=input_items,
+                    conversation_id=conversation_id,
+                    conversation_items=conversation_items or [],
+                )
+            )
+            return
         async with self._db.write() as conn:
             await _upsert(conn, owner, response, input_items, conversation_id)
             # Last, so the conversation row stays locked for as short a time as possible.
@@ -146,14 +162,8 @@ class ResponseStore:
         return [{"response": row[0], "input_items": row[1]} for row in rows]
 
 
-async def _upsert(
-    conn: AsyncConnection,
-    owner: str,
-    response: Json,
-    input_items: list[Json],
-    conversation_id: str | None,
-) -> None:
-    values = {
+def _row(owner: str, response: Json, input_items: list[Json], conversation_id: str | None) -> Json:
+    return {
         "id": response["id"],
         "owner": owner,
         "created_at": float(response.get("created_at") or 0),
@@ -164,6 +174,16 @@ async def _upsert(
         "response": response,
         "input_items": input_items,
     }
+
+
+async def _upsert(
+    conn: AsyncConnection,
+    owner: str,
+    response: Json,
+    input_items: list[Json],
+    conversation_id: str | None,
+) -> None:
+    values = _row(owner, response, input_items, conversation_id)
     stmt = _upsert_statement(conn.dialect.name)
     if (await conn.execute(stmt, values)).first() is None:
         raise DuplicateIdError(f"response id {response['id']!r} is taken")
@@ -185,3 +205,34 @@ def _upsert_statement(dialect: str) -> sa.Insert:
         # Never overwrite another owner's response; no row comes back then.
         where=resp_t.c.owner == stmt.excluded.owner,
     ).returning(resp_t.c.seq)
+
+
+_JSON_COLUMNS = frozenset({"response", "input_items"})
+
+
+@functools.cache
+def _sync_upsert_sql() -> tuple[str, tuple[str, ...]]:
+    keys = list(_row("", {"id": ""}, [], None))
+    return qmark_sql(_upsert_statement("sqlite"), column_keys=keys)
+
+
+def _save_turn_sync(
+    conn: Any,
+    *,
+    owner: str,
+    response: Json,
+    input_items: list[Json],
+    conversation_id: str | None,
+    conversation_items: list[Json],
+) -> None:
+    """`save_turn`'s writes on a SQLite DB-API connection, inside the group committer's
+    transaction (a savepoint of its own: raising undoes them)."""
+    sql, names = _sync_upsert_sql()
+    values = _row(owner, response, input_items, conversation_id)
+    params = [dump_json(values[n]) if n in _JSON_COLUMNS else values[n] for n in names]
+    if conn.execute(sql, params).fetchone() is None:
+        raise DuplicateIdError(f"response id {response['id']!r} is taken")
+    if conversation_id is not None and not append_items_sync(
+        conn, owner, conversation_id, conversation_items
+    ):
+        raise LookupError(f"conversation {conversation_id!r} not found")
