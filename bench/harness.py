@@ -127,9 +127,14 @@ def spawn_upstream(workdir: Path) -> Service:
 
 
 def spawn_loom(
-    upstream: Service, workdir: Path, extra_env: dict[str, str] | None = None, name: str = "loom"
+    upstream: Service,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    name: str = "loom",
+    serve_args: tuple[str, ...] = (),
 ) -> Service:
-    """Start `loom serve` against the upstream; call `wait_ready` before using it."""
+    """Start `loom serve` against the upstream (with `serve_args`, e.g. `--workers 2`);
+    call `wait_ready` before using it."""
     port = free_port()
     env = _clean_env()
     env.update(
@@ -140,7 +145,7 @@ def spawn_loom(
     )
     env.update(extra_env or {})
     log_path = workdir / f"{name}.log"
-    proc = _spawn(name, [*_LOOM_CLI, "serve", "--port", str(port)], env, log_path)
+    proc = _spawn(name, [*_LOOM_CLI, "serve", "--port", str(port), *serve_args], env, log_path)
     return Service("Loom", proc, f"http://127.0.0.1:{port}", log_path, "/v1/health")
 
 

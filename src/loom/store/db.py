@@ -37,6 +37,10 @@ _WRITE_OPTION = "loom_write"
 _READ_LATENCY = DB_LATENCY.labels("read")
 _WRITE_LATENCY = DB_LATENCY.labels("write")
 
+# Connections each process keeps open to PostgreSQL, and how many more it may open briefly.
+PG_POOL_SIZE = 20
+PG_POOL_OVERFLOW = 10
+
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
 
@@ -69,7 +73,16 @@ class Database:
         if sa_url.get_backend_name() == "sqlite":
             engine = _sqlite_engine(sa_url)
         else:
-            engine = create_async_engine(sa_url, pool_pre_ping=True)
+            engine = create_async_engine(
+                sa_url,
+                pool_pre_ping=True,
+                # SQLAlchemy's default keeps 5 connections and closes the other 10 each time
+                # they are returned: under load every turn's save opened a new connection
+                # (TLS attempt, authentication, start-up). Keep enough for a busy process;
+                # two workers still stay well under PostgreSQL's default of 100.
+                pool_size=PG_POOL_SIZE,
+                max_overflow=PG_POOL_OVERFLOW,
+            )
         try:
             async with engine.connect() as conn:
                 await conn.exec_driver_sql("SELECT 1")

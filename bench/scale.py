@@ -1,0 +1,369 @@
+"""Loom past one core, and Loom when clients walk away: two phases of streaming load.
+
+    .venv/bin/python -m bench.scale                   # both phases, about a minute
+    .venv/bin/python -m bench.scale --phase workers   # needs PostgreSQL
+    .venv/bin/python -m bench.scale --phase aborts --concurrency 128 --drop 0.3
+
+Both run streaming `POST /v1/responses` (64-chunk answers from the fast fake upstream,
+`bench.fake_upstream`), each simulated client on its own keep-alive connection.
+
+- workers: the same load against `loom serve` (one process) and `loom serve --workers 2`,
+  both on a fresh PostgreSQL database (`--pg-url` names the server's maintenance
+  database; the bench creates its own database there and drops it afterwards). Prints the
+  responses per second of each and their ratio (issue 16 asks for at least 1.6).
+- aborts: one Loom process (SQLite, or `--db-url`), each client on a conversation of its
+  own; a share (`--drop`, default 30%) of the streams is dropped by the client right
+  after the first text delta. Then every response is read back and every conversation
+  listed, and the bench prints server errors (a 5xx, or a turn stored `failed`), lost
+  turns (a response or conversation item missing), duplicated items, and turns still
+  unfinished (`in_progress`) once Loom is idle. All must be 0.
+
+The load generator's and the machine's load are printed too: this machine is shared, so
+a ratio measured while other processes ran says less than one measured on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+
+from bench.harness import Service, StartupError, spawn_loom, spawn_upstream, wait_ready
+
+MODEL = "openai/bench-model"
+PROMPT = "Say something."
+DELTA = b"event: response.output_text.delta"
+COMPLETED = b"event: response.completed"
+FAILED = b"event: response.failed"
+RESPONSE_ID = re.compile(rb'"id":"(resp_[0-9a-f]+)"')
+WORKERS_TARGET = 1.6
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (uvicorn's workers), from /proc."""
+    total = 0.0
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_path.read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(stat_path.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+    return total
+
+
+# -- the load ---------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one simulated client saw of one request."""
+
+    status: int
+    response_id: str | None = None
+    dropped: bool = False
+    completed: bool = False  # the stream ended with response.completed
+    failed: bool = False  # the stream ended with response.failed
+    took: float = 0.0
+
+
+@dataclass
+class Run:
+    outcomes: list[Outcome] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # transport errors on our side
+    wall: float = 0.0
+    loom_cpu: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        done = sum(o.completed or o.dropped for o in self.outcomes)
+        return done / self.wall if self.wall else 0.0
+
+
+async def stream_once(
+    http: httpx.AsyncClient, body: bytes, drop: bool, headers: dict[str, str]
+) -> Outcome:
+    start = time.perf_counter()
+    outcome = Outcome(status=0, dropped=drop)
+    raw = b""
+    async with http.stream("POST", "/v1/responses", content=body, headers=headers) as response:
+        outcome.status = response.status_code
+        if response.status_code != 200:
+            await response.aread()
+            return outcome
+        async for block in response.aiter_raw():
+            raw += block
+            if outcome.response_id is None and (found := RESPONSE_ID.search(raw)):
+                outcome.response_id = found.group(1).decode()
+            if drop and DELTA in raw:
+                break  # closing the stream here drops the connection mid-answer
+        tail = raw[-4096:]
+        outcome.completed = COMPLETED in tail
+        outcome.failed = FAILED in tail
+    outcome.took = time.perf_counter() - start
+    return outcome
+
+
+async def run_load(
+    base_url: str,
+    bodies: list[bytes],
+    requests: int,
+    seconds: float,
+    drop: float = 0.0,
+    seed: int = 16,
+) -> Run:
+    """`len(bodies)` clients (client i always sends bodies[i]) send streams back to back
+    until `requests` were sent or `seconds` passed; each is dropped with chance `drop`."""
+    run = Run()
+    remaining = requests
+    deadline = time.perf_counter() + seconds
+    rng = random.Random(seed)
+    headers = {"Content-Type": "application/json"}
+
+    async def client(body: bytes) -> None:
+        nonlocal remaining
+        async with httpx.AsyncClient(
+            base_url=base_url,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            timeout=httpx.Timeout(120.0, connect=10.0),
+            trust_env=False,
+        ) as http:
+            while remaining > 0 and time.perf_counter() < deadline:
+                remaining -= 1
+                try:
+                    run.outcomes.append(await stream_once(http, body, rng.random() < drop, headers))
+                except httpx.HTTPError as exc:
+                    run.errors.append(f"{type(exc).__name__}: {exc}")
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(body) for body in bodies))
+    run.wall = time.perf_counter() - start
+    return run
+
+
+def stream_body(conversation: str | None = None) -> bytes:
+    body: dict[str, Any] = {"model": MODEL, "input": PROMPT, "stream": True}
+    if conversation is not None:
+        body["conversation"] = conversation
+    return orjson.dumps(body)
+
+
+# -- phase: --workers 2 on PostgreSQL ---------------------------------------------------
+
+
+@contextmanager
+def pg_database(admin_url: str) -> Iterator[str]:
+    """A fresh database on the server of `admin_url`, dropped afterwards."""
+    name = f"loom_bench_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_url, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def warm_up(loom: Service, args: argparse.Namespace) -> None:
+    """Wait for start-up's OpenAPI build, then open connections and fill caches with a
+    round of streams at the phase's concurrency."""
+    with httpx.Client(base_url=loom.base_url, timeout=60, trust_env=False) as http:
+        http.get("/openapi.json").raise_for_status()
+    bodies = [stream_body()] * args.concurrency
+    asyncio.run(run_load(loom.base_url, bodies, 2 * args.concurrency, args.seconds / 2))
+
+
+def measure_streams(loom: Service, args: argparse.Namespace) -> Run:
+    bodies = [stream_body()] * args.concurrency
+    warm_up(loom, args)
+    cpu = tree_cpu_seconds(loom.proc.pid)
+    run = asyncio.run(run_load(loom.base_url, bodies, args.requests, args.seconds))
+    run.loom_cpu = tree_cpu_seconds(loom.proc.pid) - cpu
+    return run
+
+
+def workers_phase(upstream: Service, tmp: Path, args: argparse.Namespace) -> bool:
+    print(f"\n--workers 2 on PostgreSQL, streaming, {args.concurrency} clients ({load()})")
+    results: dict[int, Run] = {}
+    with pg_database(args.pg_url) as db_url:
+        for workers in (1, 2):
+            loom = spawn_loom(
+                upstream,
+                tmp,
+                {"LOOM_DB_URL": db_url},
+                name=f"loom-workers-{workers}",
+                serve_args=("--workers", str(workers)),
+            )
+            try:
+                wait_ready(loom)
+                results[workers] = run = measure_streams(loom, args)
+            finally:
+                loom.stop()
+            bad = sum(o.status >= 500 or o.failed for o in run.outcomes) + len(run.errors)
+            completed = [o.took for o in run.outcomes if o.completed]
+            p50 = statistics.median(completed) * 1000 if completed else float("nan")
+            cpu_ms = run.loom_cpu / max(1, len(run.outcomes)) * 1000
+            label = "1 process" if workers == 1 else f"{workers} workers"
+            print(
+                f"  {label:>10}: {run.rps:6.1f} responses/s, total p50 {p50:6.1f} ms,"
+                f" Loom CPU {cpu_ms:5.2f} ms/response, errors {bad} ({load()})"
+            )
+    ratio = results[2].rps / results[1].rps if results[1].rps else 0.0
+    verdict = "ok" if ratio >= WORKERS_TARGET else f"BELOW {WORKERS_TARGET}"
+    print(f"  ratio 2 workers / 1 process: {ratio:.2f}x ({verdict})")
+    return ratio >= WORKERS_TARGET
+
+
+# -- phase: client aborts ---------------------------------------------------------------
+
+
+def check_stored(loom: Service, run: Run, conversations: list[str]) -> dict[str, int]:
+    """Read every response and conversation back: what was lost, doubled or left open."""
+    counts = dict.fromkeys(("server errors", "lost turns", "duplicated items", "unfinished"), 0)
+    counts["server errors"] = sum(o.status >= 500 or o.failed for o in run.outcomes)
+    counts["lost turns"] = sum(o.status == 200 and o.response_id is None for o in run.outcomes)
+    ids = [o.response_id for o in run.outcomes if o.status == 200 and o.response_id]
+    outputs: set[str] = set()
+    deadline = time.monotonic() + 60  # turns the server still runs get this long to end
+    with httpx.Client(base_url=loom.base_url, timeout=30, trust_env=False) as http:
+        for response_id in ids:
+            while True:
+                got = http.get(f"/v1/responses/{response_id}")
+                if got.status_code == 404:
+                    counts["lost turns"] += 1
+                    break
+                if got.status_code >= 500:
+                    counts["server errors"] += 1
+                    break
+                stored = got.json()
+                if stored["status"] not in ("in_progress", "queued"):
+                    if stored["status"] == "failed":
+                        counts["server errors"] += 1
+                    outputs.update(item["id"] for item in stored["output"])
+                    break
+                if time.monotonic() > deadline:
+                    counts["unfinished"] += 1
+                    break
+                time.sleep(0.05)
+        seen: dict[str, int] = {}
+        for conv_id in conversations:
+            after = None
+            while True:
+                params: dict[str, Any] = {"limit": 100, "order": "asc"}
+                if after:
+                    params["after"] = after
+                page = http.get(f"/v1/conversations/{conv_id}/items", params=params).json()
+                for item in page["data"]:
+                    seen[item["id"]] = seen.get(item["id"], 0) + 1
+                if not page["has_more"]:
+                    break
+                after = page["data"][-1]["id"]
+    counts["duplicated items"] = sum(n - 1 for n in seen.values() if n > 1)
+    counts["lost turns"] += len(outputs - seen.keys())
+    return counts
+
+
+def aborts_phase(upstream: Service, tmp: Path, args: argparse.Namespace) -> bool:
+    db_url = args.db_url or f"sqlite+aiosqlite:///{tmp / 'aborts.db'}"
+    print(
+        f"\nclient aborts: streaming, {args.concurrency} clients, {args.drop:.0%} dropped"
+        f" after the first delta, database {db_url.split(':', 1)[0]} ({load()})"
+    )
+    loom = spawn_loom(upstream, tmp, {"LOOM_DB_URL": db_url}, name="loom-aborts")
+    try:
+        wait_ready(loom)
+        warm_up(loom, args)
+        with httpx.Client(base_url=loom.base_url, timeout=30, trust_env=False) as http:
+            conversations = [
+                http.post("/v1/conversations", json={}).raise_for_status().json()["id"]
+                for _ in range(args.concurrency)
+            ]
+        bodies = [stream_body(conv) for conv in conversations]
+        cpu = loom.cpu_seconds()
+        run = asyncio.run(
+            run_load(loom.base_url, bodies, args.requests, args.seconds, drop=args.drop)
+        )
+        run.loom_cpu = loom.cpu_seconds() - cpu
+        counts = check_stored(loom, run, conversations)
+    finally:
+        loom.stop()
+    dropped = sum(o.dropped for o in run.outcomes)
+    cpu_ms = run.loom_cpu / max(1, len(run.outcomes)) * 1000
+    print(
+        f"  {len(run.outcomes)} turns ({dropped} dropped) in {run.wall:.1f}s:"
+        f" {run.rps:.1f} responses/s, Loom CPU {cpu_ms:.2f} ms/response"
+        f" (including turns finished after their client left)"
+    )
+    print("  " + ", ".join(f"{name}: {n}" for name, n in counts.items()))
+    if run.errors:
+        print(f"  load generator transport errors: {len(run.errors)}, e.g. {run.errors[0]}")
+    ok = not any(counts.values()) and not run.errors
+    print(f"  {'ok' if ok else 'FAILED'}: all must be 0")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--phase", choices=("all", "workers", "aborts"), default="all")
+    parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument("--requests", type=int, default=2000, help="at most, per measurement")
+    parser.add_argument("--seconds", type=float, default=15.0, help="at most, per measurement")
+    parser.add_argument("--drop", type=float, default=0.3, help="share of streams dropped")
+    parser.add_argument("--db-url", help="the aborts phase's database (default: SQLite)")
+    parser.add_argument(
+        "--pg-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a PostgreSQL maintenance database, for the workers phase",
+    )
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="loom-scale-") as tmp:
+        upstream = spawn_upstream(Path(tmp))
+        try:
+            wait_ready(upstream)
+            if args.phase in ("all", "workers"):
+                ok = workers_phase(upstream, Path(tmp), args) and ok
+            if args.phase in ("all", "aborts"):
+                ok = aborts_phase(upstream, Path(tmp), args) and ok
+        except StartupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            upstream.stop()
+    print(f"\n(run took {time.perf_counter() - started:.0f}s)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
