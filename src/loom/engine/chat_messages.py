@@ -18,12 +18,20 @@ Item = dict[str, Any]
 Message = dict[str, Any]
 
 
+# The one-part cases below are the same as the general ones, written out: a conversation's
+# history is mostly one-part text messages, and this runs over all of it every turn.
+
+
 def _text(parts: list[dict[str, Any]]) -> str:
+    if len(parts) == 1:
+        return parts[0].get("text") or parts[0].get("refusal") or ""
     return "".join(p.get("text") or p.get("refusal") or "" for p in parts)
 
 
 def _user_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     """Plain text stays a string (what every backend accepts); media become typed parts."""
+    if len(parts) == 1 and parts[0]["type"] == "input_text":
+        return _text(parts)
     if all(p["type"] == "input_text" for p in parts):
         return _text(parts)
     out: list[dict[str, Any]] = []
@@ -74,6 +82,13 @@ def _denied(request: Item, answer: Item) -> list[Message]:
 def _assistant_text(parts: list[dict[str, Any]], citable: dict[str, str]) -> str:
     """An answer as the model wrote it: citations of searched files go back in as
     `<|file-id|>`."""
+    if len(parts) == 1:
+        part = parts[0]
+        if part.get("type") != "output_text":
+            return part.get("refusal") or ""
+        text = part.get("text") or ""
+        annotations = part.get("annotations")
+        return with_markers(text, annotations, citable) if annotations else text
     return "".join(
         with_markers(p.get("text") or "", p.get("annotations") or (), citable)
         if p.get("type") == "output_text"
