@@ -341,7 +341,6 @@ def aborts_phase(upstream: Service, tmp: Path, args: argparse.Namespace) -> bool
     print(
         f"  {len(run.outcomes)} turns ({dropped} dropped) in {run.wall:.1f}s:"
         f" {run.rps:.1f} responses/s, Loom CPU {cpu_ms:.2f} ms/response"
-        f" (including turns finished after their client left)"
     )
     print("  " + ", ".join(f"{name}: {n}" for name, n in counts.items()))
     if run.errors:

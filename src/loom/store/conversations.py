@@ -270,7 +270,7 @@ class ConversationStore:
         """Every item in order (to build a model's context); None if unknown.
 
         What this process has cached of the history is checked and brought up to date in
-        one round trip (see history_cache.py); the history is read whole only the first
+        one statement (see history_cache.py); the history is read whole only the first
         time, or when items were deleted."""
         key = (owner, id)
         cached = self.history.get(key)
@@ -278,7 +278,7 @@ class ConversationStore:
         if self._db.reader is not None:
             found = await self._db.reader.run(functools.partial(_history_sync, owner, id, after))
         else:
-            async with self._db.read() as conn:
+            async with self._db.read(autocommit=True) as conn:
                 found = await _history_in(conn, owner, id, after)
         if found is None:
             self.history.drop(key)
@@ -329,77 +329,75 @@ async def _exists(conn: AsyncConnection, owner: str, id: str) -> bool:
     return (await conn.execute(query)).first() is not None
 
 
-# A history read: `after` is None, or (the last cached position, the cached item count).
+# A history read. `after` is None, or (the last cached position, the cached item count).
 # The answer is None (no such conversation), or (whole, rows): `whole` says the rows are
 # the whole history rather than the items past the cached ones; rows are (position, text).
 History = tuple[bool, list[tuple[int, str]]] | None
 
 
 @functools.cache
-def _history_queries() -> tuple[sa.Select, sa.Select, sa.Select]:
-    text = sa.type_coerce(items_t.c.item, sa.Text)  # decoded in one parse, not per row
+def _history_query() -> sa.Select:
+    """One statement, so one snapshot and one round trip: how many items are left at or
+    before `after` (all of them, if nothing was deleted), whether the conversation exists,
+    then the items past `after`, oldest first. It always returns a row: the two counts
+    with NULLs for the item when there is none past `after`."""
     mine = (
         items_t.c.conversation_id == sa.bindparam("id"),
         items_t.c.owner == sa.bindparam("owner"),
     )
-    whole = sa.select(items_t.c.position, text).where(*mine).order_by(items_t.c.position)
-    newer = whole.where(items_t.c.position > sa.bindparam("after", type_=sa.BigInteger))
-    count = (
+    after = sa.bindparam("after", type_=sa.BigInteger)
+    kept = sa.select(sa.func.count()).select_from(items_t).where(*mine, items_t.c.position <= after)
+    present = (
         sa.select(sa.func.count())
-        .select_from(items_t)
-        .where(*mine, items_t.c.position <= sa.bindparam("upto", type_=sa.BigInteger))
+        .select_from(conv_t)
+        .where(conv_t.c.owner == sa.bindparam("owner"), conv_t.c.id == sa.bindparam("id"))
     )
-    return whole, newer, count
+    head = sa.select(
+        kept.scalar_subquery().label("kept"), present.scalar_subquery().label("present")
+    ).subquery("head")
+    newer = sa.and_(*mine, items_t.c.position > after)
+    text = sa.type_coerce(items_t.c.item, sa.Text)  # decoded in one parse, not per row
+    return (
+        sa.select(head.c.kept, head.c.present, items_t.c.position, text)
+        .select_from(head.outerjoin(items_t, newer))
+        .order_by(items_t.c.position)
+    )
 
 
-_EXISTS = sa.select(conv_t.c.id).where(
-    conv_t.c.owner == sa.bindparam("owner"), conv_t.c.id == sa.bindparam("id")
-)
+def _history_answer(rows: list[Any], after: tuple[int, int] | None) -> History | bool:
+    """What the rows of `_history_query` say; False when the cached items are not all
+    there any more, so the history must be read whole."""
+    kept, present = rows[0][0], rows[0][1]
+    if not present:
+        return None
+    items = [(row[2], row[3]) for row in rows if row[2] is not None]
+    if after is None:
+        return True, items
+    if kept != after[1]:
+        return False
+    return False, items
 
 
 async def _history_in(
     conn: AsyncConnection, owner: str, id: str, after: tuple[int, int] | None
 ) -> History:
-    whole, newer, count = _history_queries()
-    ids = {"id": id, "owner": owner}
-    if after is not None:
-        last, cached = after
-        rows = [tuple(r) for r in await conn.execute(newer, {**ids, "after": last})]
-        upto = rows[-1][0] if rows else last
-        total = (await conn.execute(count, {**ids, "upto": upto})).scalar_one()
-        if total == cached + len(rows) and (total or (await conn.execute(_EXISTS, ids)).first()):
-            return False, rows
-    rows = [tuple(r) for r in await conn.execute(whole, ids)]
-    if not rows and (await conn.execute(_EXISTS, ids)).first() is None:
-        return None
-    return True, rows
+    params = {"id": id, "owner": owner, "after": -1 if after is None else after[0]}
+    answer = _history_answer(list(await conn.execute(_history_query(), params)), after)
+    if answer is False:  # items were deleted: read it whole
+        return await _history_in(conn, owner, id, None)
+    return answer  # type: ignore[return-value]
 
 
 @functools.cache
-def _history_sql() -> tuple[tuple[str, tuple[str, ...]], ...]:
-    return tuple(qmark_sql(q) for q in (*_history_queries(), _EXISTS))
+def _history_sql() -> tuple[str, tuple[str, ...]]:
+    return qmark_sql(_history_query())
 
 
 def _history_sync(owner: str, id: str, after: tuple[int, int] | None, conn: Any) -> History:
-    """`_history_in` on a SQLite DB-API connection, in one read transaction."""
-    (whole, w), (newer, n), (count, c), (exists, e) = _history_sql()
-    ids = {"id": id, "owner": owner}
-
-    def run(sql: str, names: tuple[str, ...], **more: Any) -> Any:
-        return conn.execute(sql, [{**ids, **more}[name] for name in names])
-
-    conn.execute("BEGIN")
-    try:
-        if after is not None:
-            last, cached = after
-            rows = run(newer, n, after=last).fetchall()
-            upto = rows[-1][0] if rows else last
-            total = run(count, c, upto=upto).fetchone()[0]
-            if total == cached + len(rows) and (total or run(exists, e).fetchone()):
-                return False, rows
-        rows = run(whole, w).fetchall()
-        if not rows and run(exists, e).fetchone() is None:
-            return None
-        return True, rows
-    finally:
-        conn.execute("COMMIT")
+    """`_history_in` on a SQLite DB-API connection."""
+    sql, names = _history_sql()
+    params = {"id": id, "owner": owner, "after": -1 if after is None else after[0]}
+    answer = _history_answer(conn.execute(sql, [params[n] for n in names]).fetchall(), after)
+    if answer is False:
+        return _history_sync(owner, id, None, conn)
+    return answer  # type: ignore[return-value]
