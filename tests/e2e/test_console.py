@@ -452,7 +452,11 @@ def test_upload_a_file_and_search_it(browser, loom_env, upstream, tmp_path):
             )
             page.get_by_role("button", name="Upload", exact=True).click()
             expect(page.locator("#ingestion li")).to_have_count(1)
-            expect(page.locator("#ingestion li .status-completed")).to_have_text("completed")
+            # ingestion embeds the file on a fresh server: on a busy machine that outlasts
+            # expect()'s 5 s default, so the page's polling is given longer
+            expect(page.locator("#ingestion li .status-completed")).to_have_text(
+                "completed", timeout=60_000
+            )
             store_id = page.get_by_label("Vector store", exact=True).input_value()
             stored = ok(api.get(f"/v1/vector_stores/{store_id}/files"))["data"]
             assert [f["status"] for f in stored] == ["completed"]
