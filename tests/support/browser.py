@@ -96,9 +96,11 @@ def launch_browser(name: str) -> Iterator[ConsoleBrowser]:
             f" (apt-get install {package}) to run the console's browser tests in {name}"
         )
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError as exc:  # the test extra is not installed
         _unavailable(f"playwright is not installed ({exc}); run `make install`")
+    # expect()'s 5 s default is short on a loaded 2-core machine; match the page timeout.
+    expect.set_options(timeout=20_000)
     with sync_playwright() as playwright:
         browser = ConsoleBrowser(playwright, name)
         try:
