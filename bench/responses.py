@@ -9,7 +9,9 @@ Three processes take part, so that none shares another's event loop:
   streams 64 small content chunks, a finish chunk and a usage chunk per completion;
 - Loom (`loom serve`, i.e. `loom.cli.main`), with that upstream as its `openai` provider,
   local models off and a fresh SQLite database in a temporary directory;
-- this process, the load generator: `httpx.AsyncClient`, N concurrent clients.
+- this process, the load generator (`bench.client`): N simulated clients, each with one
+  keep-alive connection, pre-encoded requests and a C HTTP parser, so that it costs far
+  less than what it measures. The direct figures use the very same client.
 
 For every concurrency level it measures, for both calling the upstream's
 `/v1/chat/completions` directly and calling Loom's `/v1/responses` with
@@ -34,7 +36,6 @@ import asyncio
 import math
 import os
 import signal
-import ssl
 import sys
 import tempfile
 import time
@@ -45,6 +46,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from bench.client import Client, HttpError, encode_request
 from bench.fake_upstream import CHUNKS, TEXT
 from bench.harness import (
     Service,
@@ -53,10 +55,12 @@ from bench.harness import (
     spawn_loom,
     spawn_upstream,
     wait_ready,
+    wait_settled,
 )
 
 PROMPT = "Say something."
 JSON_HEADERS = {"Content-Type": "application/json"}
+_EXTRA_HEADERS: dict[str, str] = {}  # sent by the load generator (Authorization with --auth)
 BENCH_KEY = "sk-bench-key"
 
 
@@ -88,6 +92,14 @@ class Target:
     stream_body: bytes
     first_token: bytes  # the bytes that announce the first token in the stream
     stream_end: bytes  # the bytes that announce a complete stream
+
+    @property
+    def plain_request(self) -> bytes:
+        return encode_request(self.url, self.plain_body, _EXTRA_HEADERS)
+
+    @property
+    def stream_request(self) -> bytes:
+        return encode_request(self.url, self.stream_body, _EXTRA_HEADERS)
 
 
 def direct_target(upstream: Service) -> Target:
@@ -140,40 +152,32 @@ def _fail(target: Target, status: int, body: bytes) -> BenchError:
     return BenchError(f"{target.name}: HTTP {status}: {body[:500].decode(errors='replace')}")
 
 
-async def plain_request(client: httpx.AsyncClient, target: Target) -> tuple[float, None]:
+async def plain_request(client: Client, target: Target, raw: bytes) -> tuple[float, None]:
     """One non-streaming request; returns (latency, None)."""
     start = time.perf_counter()
-    response = await client.post(target.url, content=target.plain_body, headers=JSON_HEADERS)
+    answer = await client.send(raw)
     latency = time.perf_counter() - start
-    if response.status_code != 200:
-        raise _fail(target, response.status_code, response.content)
+    if answer.status != 200:
+        raise _fail(target, answer.status, b"".join(answer.body))
     return latency, None
 
 
-async def stream_request(client: httpx.AsyncClient, target: Target) -> tuple[float, float]:
+async def stream_request(client: Client, target: Target, raw: bytes) -> tuple[float, float]:
     """One streaming request; returns (total time, time to first token)."""
     start = time.perf_counter()
-    first, end = MarkerScan(target.first_token), MarkerScan(target.stream_end)
-    ttft = None
-    async with client.stream(
-        "POST", target.url, content=target.stream_body, headers=JSON_HEADERS
-    ) as response:
-        if response.status_code != 200:
-            raise _fail(target, response.status_code, await response.aread())
-        async for block in response.aiter_raw():
-            if ttft is None and first.feed(block):
-                ttft = time.perf_counter() - start
-            end.feed(block)
+    answer = await client.send(raw, marker=target.first_token, end_marker=target.stream_end)
     total = time.perf_counter() - start
-    if ttft is None or not end.found:
+    if answer.status != 200:
+        raise _fail(target, answer.status, b"".join(answer.body))
+    if answer.first_at is None or not answer.ended:
         raise BenchError(f"{target.name}: stream ended without a token or its end marker")
-    return total, ttft
+    return total, answer.first_at - start
 
 
 # -- a phase: many requests at a given concurrency ------------------------------------------
 
 
-Request = Callable[[httpx.AsyncClient, Target], Awaitable[tuple[float, float | None]]]
+Request = Callable[[Client, Target, bytes], Awaitable[tuple[float, float | None]]]
 
 
 @dataclass(frozen=True)
@@ -239,7 +243,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 async def run_phase(
-    clients: list[httpx.AsyncClient],
+    clients: list[Client],
     target: Target,
     request: Request,
     max_requests: int,
@@ -250,13 +254,15 @@ async def run_phase(
     remaining = max_requests
     deadline = time.perf_counter() + max_seconds
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
+    raw = target.plain_request if request is plain_request else target.stream_request
+
+    async def client_loop(client: Client) -> None:
         nonlocal remaining
         while remaining > 0 and time.perf_counter() < deadline:
             remaining -= 1
             try:
-                latency, ttft = await request(client, target)
-            except (BenchError, httpx.HTTPError) as exc:
+                latency, ttft = await request(client, target, raw)
+            except (BenchError, HttpError, OSError) as exc:
                 phase.errors.append(f"{type(exc).__name__}: {exc}")
                 continue
             phase.latencies.append(latency)
@@ -274,31 +280,23 @@ async def run_phase(
 class Bench:
     """What every measurement needs: the services, the run's bounds, and the HTTP clients.
 
-    Each simulated client is its own `httpx.AsyncClient` with one keep-alive connection:
-    sharing one pool among many concurrent tasks costs httpx far more CPU and latency
-    than the servers under test, which would hide what Loom adds.
+    Each simulated client is its own `bench.client.Client` with one keep-alive connection.
     """
 
     def __init__(self, loom: Service, upstream: Service, settings: Settings) -> None:
         self.loom, self.upstream, self.settings = loom, upstream, settings
-        self._clients: dict[str, list[httpx.AsyncClient]] = {}
-        self._ssl = ssl.create_default_context()  # one for all: each costs ~30 ms to build
+        self._clients: dict[str, list[Client]] = {}
 
-    def clients(self, target: Target, count: int) -> list[httpx.AsyncClient]:
+    def clients(self, target: Target, count: int) -> list[Client]:
         pool = self._clients.setdefault(target.name, [])
         while len(pool) < count:
-            pool.append(
-                httpx.AsyncClient(
-                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                    timeout=httpx.Timeout(120.0, connect=10.0),
-                    trust_env=False,
-                    verify=self._ssl,
-                )
-            )
+            pool.append(Client.for_url(target.url))
         return pool[:count]
 
     async def aclose(self) -> None:
-        await asyncio.gather(*(c.aclose() for pool in self._clients.values() for c in pool))
+        for pool in self._clients.values():
+            for client in pool:
+                client.close()
 
     async def measure(self, target: Target, stream: bool, concurrency: int) -> Phase:
         """A warm-up at the same concurrency (it also opens the connections), then the
@@ -337,10 +335,19 @@ def _sse_events(raw: bytes) -> list[dict]:
     return events
 
 
-async def validate_loom(client: httpx.AsyncClient, target: Target) -> list[str]:
+async def validate_loom(target: Target) -> list[str]:
     """One request of each kind, fully parsed. Raises on a broken endpoint; returns warnings."""
     warnings = []
-    response = await client.post(target.url, content=target.plain_body, headers=JSON_HEADERS)
+    client = httpx.AsyncClient(timeout=120.0, trust_env=False)
+    try:
+        return await _validate(client, target, warnings)
+    finally:
+        await client.aclose()
+
+
+async def _validate(client: httpx.AsyncClient, target: Target, warnings: list[str]) -> list[str]:
+    headers = {**JSON_HEADERS, **_EXTRA_HEADERS}
+    response = await client.post(target.url, content=target.plain_body, headers=headers)
     if response.status_code != 200:
         raise _fail(target, response.status_code, response.content)
     body = response.json()
@@ -354,7 +361,7 @@ async def validate_loom(client: httpx.AsyncClient, target: Target) -> list[str]:
         warnings.append(f"non-streaming output text differs from the upstream's: {texts!r:.200}")
 
     async with client.stream(
-        "POST", target.url, content=target.stream_body, headers=JSON_HEADERS
+        "POST", target.url, content=target.stream_body, headers=headers
     ) as stream:
         raw = await stream.aread()
     if stream.status_code != 200:
@@ -500,7 +507,7 @@ async def run(upstream: Service, loom: Service, settings: Settings) -> int:
 async def measure_all(bench: Bench, direct: Target, via_loom: Target) -> int:
     """Check Loom answers, measure every phase, print the report; returns the exit code."""
     try:
-        warnings = await validate_loom(bench.clients(via_loom, 1)[0], via_loom)
+        warnings = await validate_loom(via_loom)
     except (BenchError, httpx.HTTPError, ValueError) as exc:
         print(f"Loom's /v1/responses is broken: {type(exc).__name__}: {exc}")
         print("--- Loom log tail ---\n" + bench.loom.log_tail())
@@ -573,14 +580,16 @@ def main(argv: list[str] | None = None) -> int:
             extra_env = None
             if settings.auth:  # every request carries the key; the fake upstream ignores it
                 extra_env = {"LOOM_API_KEYS": f"{BENCH_KEY}=bench"}
-                JSON_HEADERS["Authorization"] = f"Bearer {BENCH_KEY}"
+                _EXTRA_HEADERS["Authorization"] = f"Bearer {BENCH_KEY}"
             loom = spawn_loom(upstream, Path(tmp), extra_env)
             services.append(loom)
             wait_ready(loom)
+            settling = wait_settled(loom)
             print(
                 f"fake upstream pid {upstream.proc.pid}, Loom pid {loom.proc.pid}, "
                 f"{os.cpu_count()} CPUs; up to {settings.requests} requests "
-                f"or {settings.max_seconds:g}s per phase",
+                f"or {settings.max_seconds:g}s per phase; Loom's start-up work after it "
+                f"answered /v1/health took {settling:.1f}s of CPU (not measured)",
                 file=sys.stderr,
             )
             code = _event_loop_runner()(run(upstream, loom, settings))
