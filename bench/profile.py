@@ -61,10 +61,15 @@ LAYERS = [
     ("logging", ("logging/",)),
 ]
 OTHER = "other Python"
+UNSEEN = "C code under the event loop (uvloop, sockets)"
 
 
 def _layer(stack: str) -> str:
     frames = stack.split(";")
+    if "(<string>:" in frames[-1]:
+        # Code made at run time (dataclass __init__...): under uvloop, py-spy reports such a
+        # frame, stale, while C code runs; it is not where the time goes.
+        return UNSEEN
     for frame in reversed(frames):
         for layer, markers in LAYERS:
             if any(marker in frame for marker in markers):

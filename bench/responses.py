@@ -1,8 +1,8 @@
 """What Loom adds over its upstream: `POST /v1/responses` against a direct upstream call.
 
-    .venv/bin/python -m bench.responses            # default run, about 2-3 minutes
-    .venv/bin/python -m bench.responses --quick    # smoke run, under 30 seconds
-    .venv/bin/python -m bench.responses --concurrency 1,32,128,512 --requests 2000
+    .venv/bin/python -m bench.responses            # default run (c=1,32,128,512), ~3 minutes
+    .venv/bin/python -m bench.responses --quick    # smoke run, under a minute
+    .venv/bin/python -m bench.responses --concurrency 1,128 --requests 2000
 
 Three processes take part, so that none shares another's event loop:
 - a fast fake OpenAI-compatible upstream on loopback (`bench.fake_upstream`), which
@@ -530,7 +530,36 @@ async def measure_all(bench: Bench, direct: Target, via_loom: Target) -> int:
     print_table(results, bench.settings.levels)
     print_store_false(stored, unstored, level)
     print_caveats([p for pair in results.values() for p in pair] + [unstored], bench.loom)
+    print_acceptance(results)
     return 0
+
+
+def print_acceptance(results: dict[tuple[bool, int], tuple[Phase, Phase]]) -> None:
+    """Issue 16's targets, each beside the figure this run measured."""
+    rows = []
+    if (True, 128) in results:
+        loom = results[True, 128][1]
+        cpu = loom.loom_cpu_ms_per_response() or 0.0
+        rows.append(("streaming c=128: >= 300 responses/s", f"{loom.rps:.0f}/s", loom.rps >= 300))
+        rows.append(("streaming c=128: <= 4 ms Loom CPU per response", f"{cpu:.2f} ms", cpu <= 4))
+        rows.append(("streaming c=128: 0 errors", str(len(loom.errors)), not loom.errors))
+    if (True, 1) in results:
+        direct, loom = results[True, 1]
+        added = (percentile(loom.ttfts, 50) or 0) - (percentile(direct.ttfts, 50) or 0)
+        rows.append(("added time to first token c=1: <= 2 ms p50", f"{added:.2f} ms", added <= 2))
+    if (True, 512) in results:
+        loom = results[True, 512][1]
+        ttft = percentile(loom.ttfts, 50) or math.inf
+        rows.append(("streaming c=512: p50 first token <= 100 ms", f"{_ms(ttft)} ms", ttft <= 100))
+        rows.append(("streaming c=512: 0 errors", str(len(loom.errors)), not loom.errors))
+    if (False, 128) in results:
+        loom = results[False, 128][1]
+        rps = loom.rps
+        rows.append(("non-streaming c=128: >= 400 requests/s", f"{rps:.0f}/s", rps >= 400))
+    if rows:
+        print("\nissue 16 targets (one Loom process, this machine, this run):")
+        for label, value, ok in rows:
+            print(f"  {'met ' if ok else 'MISS'}  {label:<50}{value:>10}")
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
@@ -538,7 +567,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         prog="python -m bench.responses", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
-        "--concurrency", default="1,32,128", help="comma-separated client counts (1,32,128)"
+        "--concurrency",
+        default="1,32,128,512",
+        help="comma-separated client counts (1,32,128,512)",
     )
     parser.add_argument("--requests", type=int, help="most requests per measured phase (2000)")
     parser.add_argument("--max-seconds", type=float, help="most seconds per phase (8)")

@@ -15,7 +15,7 @@ from loom.api.includes import includes
 from loom.api.json import OrjsonResponse
 from loom.api.openapi_docs import STREAM_PROPERTY, Deleted, ListPage, answers, sdk_body
 from loom.api.pages import page_of
-from loom.api.sse import sse_response, typed_event_bytes
+from loom.api.sse import sse_response, turn_stream_response, typed_event_bytes
 from loom.engine.events import Event
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
@@ -107,7 +107,7 @@ async def create_response(
     try:
         if req.stream:
             frames = await svc.turns.stream(events, persist, typed_event_bytes, admission)
-            return sse_response(frames)
+            return turn_stream_response(frames)
         final = await svc.turns.run(events, persist, admission)
     except BaseException as exc:
         admission.release()  # if the runner has not already

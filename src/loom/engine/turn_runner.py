@@ -111,6 +111,10 @@ def _failed_after(first: Event, last: Event) -> Event:
     }
 
 
+class LastFrame(bytes):
+    """The last bytes of a stream (possibly empty): nothing follows them."""
+
+
 class Admission:
     """One admitted turn's place among the turns in flight; `release` gives it back (once,
     however often it is called)."""
@@ -218,6 +222,7 @@ class TurnRunner:
         first: Event | None = None
         last: Event | None = None  # the one piece of bookkeeping per event
         ended = False
+        flushed = False  # whether the first delta has been let out
         try:
             async for event in events:
                 if event["type"] in TERMINAL:
@@ -226,6 +231,12 @@ class TurnRunner:
                 queue.put_nowait(serialize(event))
                 first = first or event
                 last = event
+                if not flushed and event["type"].endswith(".delta"):
+                    # When the upstream's answer is already all buffered, this loop would
+                    # run the whole turn before the reader could send a byte: let the
+                    # first token go out now, once per turn.
+                    flushed = True
+                    await asyncio.sleep(0)
             if not ended:
                 raise RuntimeError("a turn ended without a terminal event")
         except Exception as exc:
@@ -244,10 +255,10 @@ class TurnRunner:
     @staticmethod
     async def _drain(first: bytes, queue: asyncio.Queue) -> AsyncIterator[bytes]:
         """Send events as they come; events already waiting go out together in one write
-        (each event stays whole), which saves a socket write per event under load."""
-        yield first
+        (each event stays whole), which saves a socket write per event under load. The
+        last write is a `LastFrame`, so the HTTP layer can end the body with it."""
+        batch = [first]
         while True:
-            batch = [await queue.get()]
             while not queue.empty():
                 batch.append(queue.get_nowait())
             ended = False
@@ -255,10 +266,12 @@ class TurnRunner:
                 if item is _END:
                     batch, ended = batch[:i], True
                     break
+            if ended:
+                yield LastFrame(b"".join(batch))
+                return
             if batch:
                 yield b"".join(batch)
-            if ended:
-                return
+            batch = [await queue.get()]
 
     async def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until the turns running now have finished (and been stored); whether they
