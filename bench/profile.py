@@ -104,8 +104,10 @@ def top_functions(raw: str, limit: int) -> list[tuple[str, int]]:
     return counts.most_common(limit)
 
 
-async def _load(bench: Bench, stream: bool, concurrency: int, seconds: float) -> int:
-    target = loom_target(bench.loom)
+async def _load(
+    bench: Bench, stream: bool, concurrency: int, seconds: float, store: bool = True
+) -> int:
+    target = loom_target(bench.loom, store=store)
     request = stream_request if stream else plain_request
     clients = bench.clients(target, concurrency)
     await run_phase(clients, target, request, concurrency * 2, 5.0)  # warm up
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--plain", action="store_true", help="non-streaming requests")
+    parser.add_argument("--no-store", action="store_true", help='requests with "store": false')
     parser.add_argument("--idle", action="store_true", help="count idle event-loop samples")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--keep", type=Path, help="write py-spy's raw stacks here")
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 loom, upstream, Settings(levels=[args.concurrency], requests=0, max_seconds=0)
             )
             # Loom warms up first (its first requests, lazy imports), then py-spy samples.
-            asyncio.run(_load(bench, not args.plain, args.concurrency, 2.0))
+            asyncio.run(_load(bench, not args.plain, args.concurrency, 2.0, not args.no_store))
             bench = Bench(
                 loom, upstream, Settings(levels=[args.concurrency], requests=0, max_seconds=0)
             )
@@ -169,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             cpu_before = loom.cpu_seconds()
             started = time.perf_counter()
-            count = asyncio.run(_load(bench, not args.plain, args.concurrency, args.seconds))
+            count = asyncio.run(
+                _load(bench, not args.plain, args.concurrency, args.seconds, not args.no_store)
+            )
             wall = time.perf_counter() - started
             cpu = loom.cpu_seconds() - cpu_before
             _, err = spy.communicate(timeout=args.seconds + 60)
