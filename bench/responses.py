@@ -73,6 +73,7 @@ class Settings:
     max_seconds: float  # ...and no new request after this many seconds
     store_false_concurrency: int = 32
     auth: bool = False  # Loom with an API key configured, and every request sending it
+    max_inflight: int | None = None  # Loom's LOOM_MAX_INFLIGHT_TURNS (its default if None)
 
 
 class BenchError(Exception):
@@ -132,23 +133,16 @@ def loom_target(loom: Service, store: bool = True) -> Target:
 # -- one request ----------------------------------------------------------------------------
 
 
-class MarkerScan:
-    """Finds a byte marker in a stream of blocks, also when it straddles two blocks."""
+class Refused(BenchError):
+    """Loom answered 429: it is at its limit of turns in flight (`--max-inflight`)."""
 
-    def __init__(self, marker: bytes) -> None:
-        self.marker = marker
-        self.found = False
-        self._tail = b""
 
-    def feed(self, block: bytes) -> bool:
-        if not self.found:
-            data = self._tail + block
-            self.found = self.marker in data
-            self._tail = data[-(len(self.marker) - 1) :]
-        return self.found
+RETRY_AFTER = 1.0  # what Loom's 429 says; a refused client waits this long, as SDKs do
 
 
 def _fail(target: Target, status: int, body: bytes) -> BenchError:
+    if status == 429:
+        return Refused(f"{target.name}: HTTP 429")
     return BenchError(f"{target.name}: HTTP {status}: {body[:500].decode(errors='replace')}")
 
 
@@ -203,6 +197,7 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     ttfts: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    refused: int = 0  # 429s from Loom's turn limit (not errors: the limit at work)
     wall: float = 0.0
     loom_cpu: float = 0.0  # seconds over the phase
     client_cpu: float = 0.0  # seconds over the phase
@@ -262,6 +257,10 @@ async def run_phase(
             remaining -= 1
             try:
                 latency, ttft = await request(client, target, raw)
+            except Refused:
+                phase.refused += 1
+                await asyncio.sleep(RETRY_AFTER)
+                continue
             except (BenchError, HttpError, OSError) as exc:
                 phase.errors.append(f"{type(exc).__name__}: {exc}")
                 continue
@@ -315,6 +314,7 @@ class Bench:
     def _progress(target: Target, stream: bool, concurrency: int, phase: Phase) -> None:
         kind = "streaming" if stream else "non-streaming"
         errors = f", {len(phase.errors)} errors" if phase.errors else ""
+        errors += f", {phase.refused} refused (429)" if phase.refused else ""
         print(
             f"  {target.name:>16} {kind:>13} x{concurrency:<4} {phase.count:5d} requests "
             f"in {phase.wall:5.2f}s; other processes used {phase.other_busy():.2f} cores" + errors,
@@ -399,6 +399,8 @@ def _cells(direct: Phase, loom: Phase, metric: str, concurrency: int) -> tuple[s
         return f"{direct.other_busy():.2f}", f"{loom.other_busy():.2f}", ""
     if metric == "errors":
         return str(len(direct.errors)), str(len(loom.errors)), ""
+    if metric == "refused":
+        return "", str(loom.refused), ""
     mark = "*" if concurrency > 1 and direct.client_busy() >= CLIENT_BOUND else ""
     if metric == "rps":
         return f"{direct.rps:.0f}{mark}", f"{loom.rps:.0f}", _ratio(direct.rps, loom.rps)
@@ -448,7 +450,10 @@ def print_table(results: dict, levels: list[int]) -> None:
         has_errors = any(
             d.errors or lo.errors for (s, _), (d, lo) in results.items() if s == stream
         )
-        for label, metric in rows + ([("errors", "errors")] if has_errors else []):
+        has_refused = any(lo.refused for (s, _), (_, lo) in results.items() if s == stream)
+        extra = [("errors", "errors")] if has_errors else []
+        extra += [("refused at the turn limit (429)", "refused")] if has_refused else []
+        for label, metric in rows + extra:
             cells = "".join(CELL.format(*_cells(*results[stream, c], metric, c)) for c in levels)
             print(f"  {label:<{LABEL_WIDTH - 2}}" + cells)
     if any(c > 1 and d.client_busy() >= CLIENT_BOUND for (_, c), (d, _) in results.items()):
@@ -577,13 +582,25 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument(
         "--auth", action="store_true", help="run Loom with an API key and send it (auth cost)"
     )
+    parser.add_argument(
+        "--max-inflight",
+        type=int,
+        help="Loom's limit of turns in flight (LOOM_MAX_INFLIGHT_TURNS): past it clients get "
+        "a 429 and wait its Retry-After; the report counts them apart from errors",
+    )
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if not levels or min(levels) < 1:
         parser.error("--concurrency takes positive integers, e.g. 1,32,128")
     requests = args.requests or (300 if args.quick else 2000)
     max_seconds = args.max_seconds or (0.8 if args.quick else 8.0)
-    return Settings(levels=levels, requests=requests, max_seconds=max_seconds, auth=args.auth)
+    return Settings(
+        levels=levels,
+        requests=requests,
+        max_seconds=max_seconds,
+        auth=args.auth,
+        max_inflight=args.max_inflight,
+    )
 
 
 def _event_loop_runner() -> Callable:
@@ -608,10 +625,12 @@ def main(argv: list[str] | None = None) -> int:
             upstream = spawn_upstream(Path(tmp))
             services.append(upstream)
             wait_ready(upstream)
-            extra_env = None
+            extra_env = {}
             if settings.auth:  # every request carries the key; the fake upstream ignores it
-                extra_env = {"LOOM_API_KEYS": f"{BENCH_KEY}=bench"}
+                extra_env["LOOM_API_KEYS"] = f"{BENCH_KEY}=bench"
                 _EXTRA_HEADERS["Authorization"] = f"Bearer {BENCH_KEY}"
+            if settings.max_inflight is not None:
+                extra_env["LOOM_MAX_INFLIGHT_TURNS"] = str(settings.max_inflight)
             loom = spawn_loom(upstream, Path(tmp), extra_env)
             services.append(loom)
             wait_ready(loom)
