@@ -124,13 +124,11 @@ class OpenAICompatProvider:
             path: URL(self.base_url + path) for path in ("/chat/completions", "/embeddings")
         }
         self._models_url = URL(self.base_url + "/models")
-        # `timeout` bounds each wait for a non-streamed answer (as httpx's read timeout did),
-        # not the whole call. A stream has no read timeout of aiohttp's, which would re-arm
-        # a timer on every chunk: its StallGuard enforces first_token/idle_timeout instead.
+        # `timeout` bounds each wait for the upstream (as httpx's read timeout did), not the
+        # whole call: a long stream is fine while chunks keep coming.
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=timeout
         )
-        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
         self._session: aiohttp.ClientSession | None = None
         self._proxy = _env_proxy(self.base_url)
 
@@ -327,7 +325,6 @@ class OpenAICompatProvider:
                 data=content,
                 headers=self._sse_headers,
                 proxy=self._proxy,
-                timeout=self._stream_timeout,
             )
             if response.status >= 400:
                 raise self._status_attempt(response, await response.read())
