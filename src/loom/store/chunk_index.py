@@ -14,6 +14,7 @@ Both candidate queries take an optional SQL condition over `vector_store_files.a
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any, NamedTuple
 
@@ -25,7 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from loom.store.retrieval_schema import chunks as chunks_t
 from loom.store.retrieval_schema import files as files_t
 from loom.store.retrieval_schema import vector_store_files as vsf_t
-from loom.store.vector_cache import VectorCache
+from loom.store.vector_cache import StoreVectors, VectorCache
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_TERMS = 32
@@ -220,20 +221,72 @@ async def keyword_candidates(
     return {r[0]: float(r[1]) for r in await conn.execute(query_) if r[1] and r[1] > 0}
 
 
-async def vector_candidates(
+class VectorScan:
+    """A vector search under way: the cached stores' similarities are computed on a worker
+    thread (numpy releases the GIL) while the caller runs its keyword query on the
+    database's own thread; `finish` then adds the keyword candidates' similarities and
+    searches the stores too big for the cache in SQL."""
+
+    def __init__(
+        self,
+        vector: np.ndarray,
+        condition: ColumnElement[bool] | None,
+        limit: int,
+        jobs: list[tuple[StoreVectors, list[slice] | None]],
+        too_big: list[str],
+    ) -> None:
+        self._vector = vector
+        self._condition = condition
+        self._limit = limit
+        self._jobs = jobs
+        self._too_big = too_big
+        self._scan: asyncio.Future[list[np.ndarray]] | None = None
+        if jobs:
+            self._scan = asyncio.ensure_future(asyncio.to_thread(_scan, jobs, vector))
+
+    async def finish(self, conn: AsyncConnection, extra_ids: list[int]) -> dict[int, float]:
+        """Chunk id -> cosine similarity for the `limit` nearest chunks of each store, plus
+        `extra_ids` (keyword candidates, so every candidate gets a similarity)."""
+        out: dict[int, float] = {}
+        if self._scan is not None:
+            for (entry, parts), sims in zip(self._jobs, await self._scan, strict=True):
+                # sims[k] is the similarity of row rows[k] (all rows, or the slices' rows)
+                rows = None if parts is None else _rows(parts)
+                top = _best(sims, self._limit)
+                ids = entry.ids[top if rows is None else rows[top]]
+                out.update(zip(ids.tolist(), sims[top].tolist(), strict=True))
+                found = entry.rows_of([i for i in extra_ids if i not in out])
+                at = found if rows is None else _positions(found, parts)
+                at = at[at >= 0]
+                at = at[np.isfinite(sims[at])]
+                ids = entry.ids[at if rows is None else rows[at]]
+                out.update(zip(ids.tolist(), sims[at].tolist(), strict=True))
+        if self._too_big:
+            out.update(
+                await _uncached(
+                    conn, self._too_big, self._vector, self._condition, self._limit, extra_ids
+                )
+            )
+        return out
+
+    def abandon(self) -> None:
+        """Let the scan end unread (the caller failed before `finish`)."""
+        if self._scan is not None:
+            self._scan.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+async def start_vector_scan(
     conn: AsyncConnection,
     store_ids: list[str],
     vector: np.ndarray,
     condition: ColumnElement[bool] | None,
     limit: int,
-    extra_ids: list[int],
     cache: VectorCache,
-) -> dict[int, float]:
-    """Chunk id -> cosine similarity for the `limit` nearest chunks of each store, plus
-    `extra_ids` (keyword candidates, so every candidate gets a similarity)."""
+) -> VectorScan:
+    """Read which cached matrices (and which of their files, under a filter) to scan, and
+    start scanning them; the caller must `finish` (or `abandon`) the scan."""
     vector = np.ascontiguousarray(vector, dtype=np.float32)
     cached, too_big = await cache.get(conn, store_ids, vector.shape[0])
-    out: dict[int, float] = {}
     allowed: dict[str, set[str]] = {}
     if cached and condition is not None:
         passing = await conn.execute(
@@ -243,66 +296,103 @@ async def vector_candidates(
         )
         for store_id, file_id in passing:
             allowed.setdefault(store_id, set()).add(file_id)
+    jobs: list[tuple[StoreVectors, list[slice] | None]] = []
     for entry in cached:
-        if condition is None:
-            out.update(nearest(entry.ids, entry.matrix, vector, limit, extra_ids))
+        if len(entry.ids) == 0:
             continue
-        parts = entry.file_slices(allowed.get(entry.store_id, set()))
-        if len(parts) == len(entry.file_ids):
-            out.update(nearest(entry.ids, entry.matrix, vector, limit, extra_ids))
-        elif parts:
-            ids = np.concatenate([entry.ids[p] for p in parts])
-            sims = np.concatenate([entry.matrix[p] @ vector for p in parts])
-            out.update(_top(ids, sims, limit, extra_ids))
-    if too_big and conn.dialect.name == "sqlite":
-        out.update(await _sqlite_vectors(conn, too_big, vector, condition, limit, extra_ids))
-    elif too_big:
-        join, where = _joined(too_big, condition)
-        rows = (
-            await conn.execute(
-                sa.select(chunks_t.c.id, chunks_t.c.embedding).select_from(join).where(*where)
-            )
-        ).all()
-        if rows:
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-            out.update(nearest(ids, matrix.reshape(len(rows), -1), vector, limit, extra_ids))
-    return out
+        parts = None if condition is None else entry.file_slices(allowed.get(entry.store_id, set()))
+        if parts is not None and len(parts) == len(entry.file_ids):
+            parts = None  # every file passes: scan the whole matrix
+        if parts is None or parts:
+            jobs.append((entry, parts))
+    return VectorScan(vector, condition, limit, jobs, too_big)
 
 
-def nearest(
-    ids: np.ndarray,
-    matrix: np.ndarray,
+async def vector_candidates(
+    conn: AsyncConnection,
+    store_ids: list[str],
     vector: np.ndarray,
+    condition: ColumnElement[bool] | None,
     limit: int,
     extra_ids: list[int],
-    allowed: np.ndarray | None = None,
+    cache: VectorCache,
 ) -> dict[int, float]:
-    """Brute force: the `limit` most similar rows (of the `allowed` ones), plus `extra_ids`."""
-    if len(ids) == 0:
-        return {}
-    sims = matrix @ vector
-    if allowed is not None:
-        sims = np.where(allowed, sims, -np.inf)
-    return _top(ids, sims, limit, extra_ids)
+    """`start_vector_scan` and `finish` in one: chunk id -> cosine similarity for the
+    `limit` nearest chunks of each store, plus `extra_ids`."""
+    scan = await start_vector_scan(conn, store_ids, vector, condition, limit, cache)
+    return await scan.finish(conn, extra_ids)
 
 
-def _top(ids: np.ndarray, sims: np.ndarray, limit: int, extra_ids: list[int]) -> dict[int, float]:
-    """The `limit` highest finite similarities, plus those of `extra_ids` found in `ids`.
+def _scan(
+    jobs: list[tuple[StoreVectors, list[slice] | None]], vector: np.ndarray
+) -> list[np.ndarray]:
+    """Per job, the similarity of each row scanned (all rows, or the slices' rows in
+    order). Runs on a worker thread: it only reads immutable cache entries."""
+    return [
+        entry.matrix @ vector
+        if parts is None
+        else np.concatenate([entry.matrix[p] @ vector for p in parts])
+        for entry, parts in jobs
+    ]
 
-    argpartition over the negated similarities puts NaN last and masked rows (-inf) just
-    before it, so the finite ones among the first `limit` are exactly the best finite ones.
-    """
-    count = min(limit, len(ids))
+
+def _best(sims: np.ndarray, limit: int) -> np.ndarray:
+    """The positions of the `limit` highest finite similarities (argpartition over the
+    negated similarities puts NaN last and -inf just before it)."""
+    count = min(limit, len(sims))
     if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    top = np.arange(len(sims)) if count == len(sims) else np.argpartition(-sims, count - 1)[:count]
+    return top[np.isfinite(sims[top])]
+
+
+def _rows(parts: list[slice]) -> np.ndarray:
+    return np.concatenate([np.arange(p.start, p.stop, dtype=np.int64) for p in parts])
+
+
+def _positions(rows: np.ndarray, parts: list[slice]) -> np.ndarray:
+    """Where these row numbers sit in the slices' rows laid end to end (-1: in none).
+    The slices are sorted and disjoint."""
+    starts = np.asarray([p.start for p in parts], dtype=np.int64)
+    stops = np.asarray([p.stop for p in parts], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(stops - starts)[:-1]])
+    k = np.maximum(np.searchsorted(starts, rows, side="right") - 1, 0)
+    inside = (rows >= starts[k]) & (rows < stops[k])
+    return np.where(inside, offsets[k] + rows - starts[k], -1)
+
+
+async def _uncached(
+    conn: AsyncConnection,
+    store_ids: list[str],
+    vector: np.ndarray,
+    condition: ColumnElement[bool] | None,
+    limit: int,
+    extra_ids: list[int],
+) -> dict[int, float]:
+    """Stores too big for the cache: sqlite-vec on SQLite, numpy over the rows read back
+    on PostgreSQL."""
+    if conn.dialect.name == "sqlite":
+        return await _sqlite_vectors(conn, store_ids, vector, condition, limit, extra_ids)
+    join, where = _joined(store_ids, condition)
+    rows = (
+        await conn.execute(
+            sa.select(chunks_t.c.id, chunks_t.c.embedding).select_from(join).where(*where)
+        )
+    ).all()
+    if not rows:
         return {}
-    if count < len(ids):
-        top = np.argpartition(np.negative(sims), count - 1)[:count]
-    else:
-        top = np.arange(len(ids))
-    picked = sims[top]
-    keep = np.isfinite(picked)
-    out = dict(zip(ids[top][keep].tolist(), picked[keep].tolist(), strict=True))
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+    return _nearest(ids, matrix.reshape(len(rows), -1), vector, limit, extra_ids)
+
+
+def _nearest(
+    ids: np.ndarray, matrix: np.ndarray, vector: np.ndarray, limit: int, extra_ids: list[int]
+) -> dict[int, float]:
+    """Brute force over rows read back: the `limit` most similar, plus `extra_ids`."""
+    sims = matrix @ vector
+    top = _best(sims, limit)
+    out = dict(zip(ids[top].tolist(), sims[top].tolist(), strict=True))
     wanted = [i for i in extra_ids if i not in out]
     if wanted:
         for pos in np.nonzero(np.isin(ids, np.asarray(wanted, dtype=np.int64)))[0]:

@@ -39,10 +39,21 @@ class StoreVectors:
     matrix: np.ndarray  # float32, one unit row per chunk
     file_ids: list[str]  # distinct files; rows of file_ids[k] are file_bounds[k]:[k + 1]
     file_bounds: np.ndarray  # int64, len(file_ids) + 1 row offsets
+    by_id: np.ndarray  # int64 row numbers in ascending id order
+    sorted_ids: np.ndarray  # ids[by_id]
 
     @property
     def nbytes(self) -> int:
-        return self.ids.nbytes + self.matrix.nbytes + self.file_bounds.nbytes
+        arrays = (self.ids, self.matrix, self.file_bounds, self.by_id, self.sorted_ids)
+        return sum(a.nbytes for a in arrays)
+
+    def rows_of(self, chunk_ids: list[int]) -> np.ndarray:
+        """The row numbers of those of these chunk ids that are in the store."""
+        if not chunk_ids or len(self.ids) == 0:
+            return np.zeros(0, dtype=np.int64)
+        wanted = np.asarray(chunk_ids, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.sorted_ids, wanted), len(self.ids) - 1)
+        return self.by_id[at[self.sorted_ids[at] == wanted]]
 
     def file_slices(self, files: set[str]) -> list[slice]:
         """The row ranges of these files (of those in the store), in row order."""
@@ -91,7 +102,7 @@ class VectorCache:
                 sa.select(sa.func.count()).where(chunks_t.c.vector_store_id == store_id)
             )
         ).scalar_one()
-        if count * (dims * 4 + 12) > self.max_bytes:
+        if count * (dims * 4 + 28) > self.max_bytes:
             self._entries.pop(store_id, None)
             return None
         rows = (
@@ -113,7 +124,8 @@ class VectorCache:
                 file_ids.append(r[1])
                 starts.append(n)
         bounds = np.asarray([*starts, len(rows)], dtype=np.int64)
-        entry = StoreVectors(store_id, version, ids, matrix, file_ids, bounds)
+        by_id = np.argsort(ids, kind="stable")
+        entry = StoreVectors(store_id, version, ids, matrix, file_ids, bounds, by_id, ids[by_id])
         async with self._lock:
             self._entries[store_id] = entry
             total = sum(e.nbytes for e in self._entries.values())
