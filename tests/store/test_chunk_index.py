@@ -13,7 +13,12 @@ import numpy as np
 import pytest
 
 from loom.store import Database, attribute_filters
-from loom.store.chunk_index import insert_chunks, keyword_candidates, vector_candidates
+from loom.store.chunk_index import (
+    insert_chunks,
+    keyword_candidates,
+    start_vector_scan,
+    vector_candidates,
+)
 from loom.store.retrieval_schema import vector_store_files as vsf_t
 from loom.store.vector_cache import VectorCache
 from loom.store.vector_stores import VectorStoreStore
@@ -148,3 +153,30 @@ async def test_extra_ids_get_their_own_similarity(db, owner, filtered):
         by_id = dict(zip(ids, vectors @ query, strict=True))
         for chunk_id, similarity in found.items():
             assert similarity == pytest.approx(float(by_id[chunk_id]), abs=1e-4)
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+async def test_keyword_membership_from_the_scan_matches_the_sql_path(db, owner, filtered):
+    """With a vector scan of the stores, SQLite checks keyword matches against the cached
+    rows instead of in SQL: same chunks, same relevance, same order. Another store's
+    chunks (lower ids, same texts, so they would win every tie) must stay out."""
+    _, _, other_ids, _ = await make_store(db, owner)
+    store_id, vectors, ids, files = await make_store(db, owner)
+    filters = {"type": "eq", "key": "shard", "value": 2}
+    condition = (
+        attribute_filters.clause(filters, vsf_t.c.attributes, db.dialect_name) if filtered else None
+    )
+    query = "topic3 topic5 file"
+    for cache in (VectorCache(), VectorCache(max_bytes=0)):  # the second falls back to SQL
+        async with db.read() as conn:
+            in_sql = await keyword_candidates(conn, [store_id], query, condition, 7)
+            scan = await start_vector_scan(conn, [store_id], vectors[0], condition, 7, cache)
+            with_scan = await keyword_candidates(conn, [store_id], query, condition, 7, scan)
+            await scan.finish(conn, [])
+        assert list(with_scan) == list(in_sql)
+        assert with_scan == pytest.approx(in_sql)
+    by_id = dict(zip(ids, files, strict=True))
+    assert len(in_sql) == 7
+    assert not set(in_sql) & set(other_ids)
+    if filtered:
+        assert {by_id[i] for i in in_sql} <= {"file-2", "file-5"}

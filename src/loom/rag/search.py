@@ -137,7 +137,9 @@ async def _fused(
     # database's thread: the search takes about the longer of the two, not their sum.
     scan = await chunk_index.start_vector_scan(conn, store_ids, vector, condition, limit, cache)
     try:
-        keyword = await chunk_index.keyword_candidates(conn, store_ids, query, condition, limit)
+        keyword = await chunk_index.keyword_candidates(
+            conn, store_ids, query, condition, limit, scan
+        )
     except BaseException:
         scan.abandon()
         raise

@@ -171,8 +171,13 @@ async def keyword_candidates(
     query: str,
     condition: ColumnElement[bool] | None,
     limit: int,
+    scan: VectorScan | None = None,
 ) -> dict[int, float]:
-    """Chunk id -> keyword relevance (higher is better, > 0) for the best `limit` matches."""
+    """Chunk id -> keyword relevance (higher is better, > 0) for the best `limit` matches.
+
+    With a `scan` of the same stores and filter that covers them all (none too big for
+    the cache), SQLite checks membership against the scan's cached rows instead of
+    looking each match up in SQL."""
     terms = keyword_terms(query)
     if not terms:
         return {}
@@ -182,6 +187,8 @@ async def keyword_candidates(
         if not terms:
             return {}
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        if scan is not None and scan.covers_all:
+            return await _matched_members(conn, match, limit, scan)
         # Matched once and materialized (left to itself SQLite runs the MATCH once per
         # candidate chunk); then each match is checked against the stores and the filter
         # by primary key. As a plain join SQLite drives from the chunks side instead and
@@ -221,6 +228,26 @@ async def keyword_candidates(
     return {r[0]: float(r[1]) for r in await conn.execute(query_) if r[1] and r[1] > 0}
 
 
+async def _matched_members(
+    conn: AsyncConnection, match: str, limit: int, scan: VectorScan
+) -> dict[int, float]:
+    """Every FTS5 match with its BM25 (scoring in C is cheap; a per-match membership
+    lookup in SQL cost more than all the rest), then the scan's members among them, best
+    first, ties by id, as the SQL path orders them."""
+    rows = (await conn.exec_driver_sql(_MATCHED, (match,))).all()
+    if not rows:
+        return {}
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    bm25 = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+    keep = scan.members(ids) & (bm25 < 0)
+    ids, bm25 = ids[keep], bm25[keep]
+    best = np.lexsort((ids, bm25))[:limit]
+    return dict(zip(ids[best].tolist(), (-bm25[best]).tolist(), strict=True))
+
+
+_MATCHED = "SELECT rowid, bm25(chunk_fts) FROM chunk_fts WHERE chunk_fts MATCH ?"
+
+
 class VectorScan:
     """A vector search under way: the cached stores' similarities are computed on a worker
     thread (numpy releases the GIL) while the caller runs its keyword query on the
@@ -240,19 +267,18 @@ class VectorScan:
         self._limit = limit
         self._jobs = jobs
         self._too_big = too_big
-        self._scan: asyncio.Future[list[np.ndarray]] | None = None
+        self._scan: asyncio.Future[list[tuple[np.ndarray, np.ndarray]]] | None = None
         if jobs:
-            self._scan = asyncio.ensure_future(asyncio.to_thread(_scan, jobs, vector))
+            self._scan = asyncio.ensure_future(asyncio.to_thread(_scan, jobs, vector, limit))
 
     async def finish(self, conn: AsyncConnection, extra_ids: list[int]) -> dict[int, float]:
         """Chunk id -> cosine similarity for the `limit` nearest chunks of each store, plus
         `extra_ids` (keyword candidates, so every candidate gets a similarity)."""
         out: dict[int, float] = {}
         if self._scan is not None:
-            for (entry, parts), sims in zip(self._jobs, await self._scan, strict=True):
+            for (entry, parts), (sims, top) in zip(self._jobs, await self._scan, strict=True):
                 # sims[k] is the similarity of row rows[k] (all rows, or the slices' rows)
                 rows = None if parts is None else _rows(parts)
-                top = _best(sims, self._limit)
                 ids = entry.ids[top if rows is None else rows[top]]
                 out.update(zip(ids.tolist(), sims[top].tolist(), strict=True))
                 found = entry.rows_of([i for i in extra_ids if i not in out])
@@ -268,6 +294,21 @@ class VectorScan:
                 )
             )
         return out
+
+    @property
+    def covers_all(self) -> bool:
+        """Whether every searched store is scanned from the cache (none is too big)."""
+        return not self._too_big
+
+    def members(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """Which of these chunk ids are rows of the scanned stores that pass the filter."""
+        inside = np.zeros(len(chunk_ids), dtype=bool)
+        for entry, parts in self._jobs:
+            rows = entry.locate(chunk_ids)
+            if parts is not None:
+                rows = _positions(rows, parts)
+            inside |= rows >= 0
+        return inside
 
     def abandon(self) -> None:
         """Let the scan end unread (the caller failed before `finish`)."""
@@ -324,16 +365,19 @@ async def vector_candidates(
 
 
 def _scan(
-    jobs: list[tuple[StoreVectors, list[slice] | None]], vector: np.ndarray
-) -> list[np.ndarray]:
+    jobs: list[tuple[StoreVectors, list[slice] | None]], vector: np.ndarray, limit: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per job, the similarity of each row scanned (all rows, or the slices' rows in
-    order). Runs on a worker thread: it only reads immutable cache entries."""
-    return [
-        entry.matrix @ vector
-        if parts is None
-        else np.concatenate([entry.matrix[p] @ vector for p in parts])
-        for entry, parts in jobs
-    ]
+    order) and the positions of the `limit` best. Runs on a worker thread: it only reads
+    immutable cache entries."""
+    out = []
+    for entry, parts in jobs:
+        if parts is None:
+            sims = entry.matrix @ vector
+        else:
+            sims = np.concatenate([entry.matrix[p] @ vector for p in parts])
+        out.append((sims, _best(sims, limit)))
+    return out
 
 
 def _best(sims: np.ndarray, limit: int) -> np.ndarray:
@@ -446,20 +490,14 @@ async def _sqlite_vectors(
     return out
 
 
-async def chunk_details(conn: AsyncConnection, ids: list[int]) -> dict[int, Any]:
-    """id -> (id, file_id, vector_store_id, text, attributes, filename) for the hits whose
-    file is still attached to their store.
-
-    One query; LEFT JOINs keep chunks (looked up by key) as the outer loop, where an inner
-    join would let SQLite drive from the files side.
-    """
-    if not ids:
-        return {}
+def _details_statement() -> sa.Select:
+    """Built once (a search then only binds the ids); LEFT JOINs keep chunks (looked up by
+    key) as the outer loop, where an inner join would let SQLite drive from the files side."""
     attached = sa.and_(
         vsf_t.c.vector_store_id == chunks_t.c.vector_store_id,
         vsf_t.c.file_id == chunks_t.c.file_id,
     )
-    rows = await conn.execute(
+    return (
         sa.select(
             chunks_t.c.id,
             chunks_t.c.file_id,
@@ -474,8 +512,19 @@ async def chunk_details(conn: AsyncConnection, ids: list[int]) -> dict[int, Any]
                 vsf_t, attached
             )
         )
-        .where(chunks_t.c.id.in_(ids))
+        .where(chunks_t.c.id.in_(sa.bindparam("ids", expanding=True)))
     )
+
+
+_DETAILS = _details_statement()
+
+
+async def chunk_details(conn: AsyncConnection, ids: list[int]) -> dict[int, Any]:
+    """id -> (id, file_id, vector_store_id, text, attributes, filename) for the hits whose
+    file is still attached to their store, in one query."""
+    if not ids:
+        return {}
+    rows = await conn.execute(_DETAILS, {"ids": ids})
     return {
         r.id: _Detail(r.id, r.file_id, r.vector_store_id, r.text, r.attributes, r.filename or "")
         for r in rows

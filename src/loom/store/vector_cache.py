@@ -29,6 +29,9 @@ from loom.store.retrieval_schema import chunks as chunks_t
 from loom.store.retrieval_schema import vector_stores as vs_t
 
 MAX_CACHED_BYTES = 1 << 30
+_VERSIONS = sa.select(vs_t.c.id, vs_t.c.version).where(
+    vs_t.c.id.in_(sa.bindparam("ids", expanding=True))
+)
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,17 @@ class StoreVectors:
         arrays = (self.ids, self.matrix, self.file_bounds, self.by_id, self.sorted_ids)
         return sum(a.nbytes for a in arrays)
 
+    def locate(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """The row number of each of these chunk ids, -1 for those not in the store."""
+        if len(self.ids) == 0:
+            return np.full(len(chunk_ids), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.sorted_ids, chunk_ids), len(self.ids) - 1)
+        return np.where(self.sorted_ids[at] == chunk_ids, self.by_id[at], -1)
+
     def rows_of(self, chunk_ids: list[int]) -> np.ndarray:
         """The row numbers of those of these chunk ids that are in the store."""
-        if not chunk_ids or len(self.ids) == 0:
-            return np.zeros(0, dtype=np.int64)
-        wanted = np.asarray(chunk_ids, dtype=np.int64)
-        at = np.minimum(np.searchsorted(self.sorted_ids, wanted), len(self.ids) - 1)
-        return self.by_id[at[self.sorted_ids[at] == wanted]]
+        rows = self.locate(np.asarray(chunk_ids, dtype=np.int64))
+        return rows[rows >= 0]
 
     def file_slices(self, files: set[str]) -> list[slice]:
         """The row ranges of these files (of those in the store), in row order."""
@@ -75,13 +82,7 @@ class VectorCache:
         self, conn: AsyncConnection, store_ids: list[str], dims: int
     ) -> tuple[list[StoreVectors], list[str]]:
         """The cached matrices of these stores, and the ids of stores too big to cache."""
-        versions = dict(
-            (
-                await conn.execute(
-                    sa.select(vs_t.c.id, vs_t.c.version).where(vs_t.c.id.in_(store_ids))
-                )
-            ).all()
-        )
+        versions = dict((await conn.execute(_VERSIONS, {"ids": store_ids})).all())
         cached, too_big = [], []
         for store_id, version in versions.items():
             entry = self._entries.get(store_id)
