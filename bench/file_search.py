@@ -40,7 +40,7 @@ from loom.rag.local_embedder import LocalEmbedder
 from loom.rag.search import HybridSearch
 from loom.store import Database
 from loom.store.chunk_index import insert_chunks
-from loom.store.vector_stores import VectorStoreStore
+from loom.store.vector_stores import VectorStoreStore, bump_version
 
 DIMS = 384
 FILES_PER_STORE = 100
@@ -118,7 +118,8 @@ def synthetic(n: int, start: int, rng: np.random.Generator, vocab: list[str]):
 
 
 async def fill(db: Database, store_id: str, vectors: np.ndarray, texts: list[str], start: int):
-    """Append chunks to the store's files round-robin, 2,000 per transaction."""
+    """Append chunks to the store's files round-robin, 2,000 per transaction, each moving
+    the store's version as ingestion does (so the next search reloads its vectors)."""
     for offset in range(0, len(texts), 2000):
         part = slice(offset, offset + 2000)
         async with db.write() as conn:
@@ -134,6 +135,7 @@ async def fill(db: Database, store_id: str, vectors: np.ndarray, texts: list[str
                     [texts[i] for i in rows],
                     vectors[rows],
                 )
+            await bump_version(conn, store_id)
         del part
 
 

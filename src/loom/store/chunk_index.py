@@ -9,7 +9,12 @@ the FTS5 table `chunk_fts` (rowid = chunk id) on SQLite; on PostgreSQL (no pgvec
 assumed) full-text search over the generated, GIN-indexed `chunks.tsv`.
 
 Both candidate queries take an optional SQL condition over `vector_store_files.attributes`
-(from attribute_filters.py), so a filter decides membership inside the query.
+(from attribute_filters.py), so a filter decides membership inside the query. A vector
+search is started first (`start_vector_scan`: the store versions and, under a filter,
+the passing files are read, then the cached matrices are scanned on a worker thread) and
+finished after the keyword query, which runs meanwhile on the database's thread. On
+SQLite the keyword query then checks membership against the scan's cached rows, the
+stores and the filter already resolved there, rather than per match in SQL.
 """
 
 from __future__ import annotations
