@@ -109,6 +109,24 @@ def wait_ready(service: Service, timeout: float = 60.0) -> None:
     raise StartupError(f"{service.name} not ready after {timeout:.0f}s:\n" + service.log_tail())
 
 
+def wait_settled(
+    service: Service, timeout: float = 60.0, window: float = 0.5, busy: float = 0.05
+) -> float:
+    """Wait until the idle service uses less than `busy` of a core over `window` seconds;
+    returns the CPU seconds it used meanwhile. Loom answers /v1/health before its start-up
+    work is done (it builds /openapi.json on a thread, about 2.5 s of CPU that holds the
+    GIL): a phase measured meanwhile would count that work, and wait on it."""
+    deadline = time.monotonic() + timeout
+    start = last = service.cpu_seconds()
+    while time.monotonic() < deadline:
+        time.sleep(window)
+        now = service.cpu_seconds()
+        if now - last < busy * window:
+            break
+        last = now
+    return service.cpu_seconds() - start
+
+
 def _clean_env() -> dict[str, str]:
     """The inherited environment minus anything that could reconfigure Loom."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "OPENAI_"))}

@@ -1,15 +1,17 @@
 """What Loom adds over its upstream: `POST /v1/responses` against a direct upstream call.
 
-    .venv/bin/python -m bench.responses            # default run, about 2-3 minutes
-    .venv/bin/python -m bench.responses --quick    # smoke run, under 30 seconds
-    .venv/bin/python -m bench.responses --concurrency 1,32,128,512 --requests 2000
+    .venv/bin/python -m bench.responses            # default run (c=1,32,128,512), ~3 minutes
+    .venv/bin/python -m bench.responses --quick    # smoke run, under a minute
+    .venv/bin/python -m bench.responses --concurrency 1,128 --requests 2000
 
 Three processes take part, so that none shares another's event loop:
 - a fast fake OpenAI-compatible upstream on loopback (`bench.fake_upstream`), which
   streams 64 small content chunks, a finish chunk and a usage chunk per completion;
 - Loom (`loom serve`, i.e. `loom.cli.main`), with that upstream as its `openai` provider,
   local models off and a fresh SQLite database in a temporary directory;
-- this process, the load generator: `httpx.AsyncClient`, N concurrent clients.
+- this process, the load generator (`bench.client`): N simulated clients, each with one
+  keep-alive connection, pre-encoded requests and a C HTTP parser, so that it costs far
+  less than what it measures. The direct figures use the very same client.
 
 For every concurrency level it measures, for both calling the upstream's
 `/v1/chat/completions` directly and calling Loom's `/v1/responses` with
@@ -34,7 +36,6 @@ import asyncio
 import math
 import os
 import signal
-import ssl
 import sys
 import tempfile
 import time
@@ -45,6 +46,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from bench.client import Client, HttpError, encode_request
 from bench.fake_upstream import CHUNKS, TEXT
 from bench.harness import (
     Service,
@@ -53,10 +55,12 @@ from bench.harness import (
     spawn_loom,
     spawn_upstream,
     wait_ready,
+    wait_settled,
 )
 
 PROMPT = "Say something."
 JSON_HEADERS = {"Content-Type": "application/json"}
+_EXTRA_HEADERS: dict[str, str] = {}  # sent by the load generator (Authorization with --auth)
 BENCH_KEY = "sk-bench-key"
 
 
@@ -69,6 +73,7 @@ class Settings:
     max_seconds: float  # ...and no new request after this many seconds
     store_false_concurrency: int = 32
     auth: bool = False  # Loom with an API key configured, and every request sending it
+    max_inflight: int | None = None  # Loom's LOOM_MAX_INFLIGHT_TURNS (its default if None)
 
 
 class BenchError(Exception):
@@ -88,6 +93,14 @@ class Target:
     stream_body: bytes
     first_token: bytes  # the bytes that announce the first token in the stream
     stream_end: bytes  # the bytes that announce a complete stream
+
+    @property
+    def plain_request(self) -> bytes:
+        return encode_request(self.url, self.plain_body, _EXTRA_HEADERS)
+
+    @property
+    def stream_request(self) -> bytes:
+        return encode_request(self.url, self.stream_body, _EXTRA_HEADERS)
 
 
 def direct_target(upstream: Service) -> Target:
@@ -120,60 +133,45 @@ def loom_target(loom: Service, store: bool = True) -> Target:
 # -- one request ----------------------------------------------------------------------------
 
 
-class MarkerScan:
-    """Finds a byte marker in a stream of blocks, also when it straddles two blocks."""
+class Refused(BenchError):
+    """Loom answered 429: it is at its limit of turns in flight (`--max-inflight`)."""
 
-    def __init__(self, marker: bytes) -> None:
-        self.marker = marker
-        self.found = False
-        self._tail = b""
 
-    def feed(self, block: bytes) -> bool:
-        if not self.found:
-            data = self._tail + block
-            self.found = self.marker in data
-            self._tail = data[-(len(self.marker) - 1) :]
-        return self.found
+RETRY_AFTER = 1.0  # what Loom's 429 says; a refused client waits this long, as SDKs do
 
 
 def _fail(target: Target, status: int, body: bytes) -> BenchError:
+    if status == 429:
+        return Refused(f"{target.name}: HTTP 429")
     return BenchError(f"{target.name}: HTTP {status}: {body[:500].decode(errors='replace')}")
 
 
-async def plain_request(client: httpx.AsyncClient, target: Target) -> tuple[float, None]:
+async def plain_request(client: Client, target: Target, raw: bytes) -> tuple[float, None]:
     """One non-streaming request; returns (latency, None)."""
     start = time.perf_counter()
-    response = await client.post(target.url, content=target.plain_body, headers=JSON_HEADERS)
+    answer = await client.send(raw)
     latency = time.perf_counter() - start
-    if response.status_code != 200:
-        raise _fail(target, response.status_code, response.content)
+    if answer.status != 200:
+        raise _fail(target, answer.status, b"".join(answer.body))
     return latency, None
 
 
-async def stream_request(client: httpx.AsyncClient, target: Target) -> tuple[float, float]:
+async def stream_request(client: Client, target: Target, raw: bytes) -> tuple[float, float]:
     """One streaming request; returns (total time, time to first token)."""
     start = time.perf_counter()
-    first, end = MarkerScan(target.first_token), MarkerScan(target.stream_end)
-    ttft = None
-    async with client.stream(
-        "POST", target.url, content=target.stream_body, headers=JSON_HEADERS
-    ) as response:
-        if response.status_code != 200:
-            raise _fail(target, response.status_code, await response.aread())
-        async for block in response.aiter_raw():
-            if ttft is None and first.feed(block):
-                ttft = time.perf_counter() - start
-            end.feed(block)
+    answer = await client.send(raw, marker=target.first_token, end_marker=target.stream_end)
     total = time.perf_counter() - start
-    if ttft is None or not end.found:
+    if answer.status != 200:
+        raise _fail(target, answer.status, b"".join(answer.body))
+    if answer.first_at is None or not answer.ended:
         raise BenchError(f"{target.name}: stream ended without a token or its end marker")
-    return total, ttft
+    return total, answer.first_at - start
 
 
 # -- a phase: many requests at a given concurrency ------------------------------------------
 
 
-Request = Callable[[httpx.AsyncClient, Target], Awaitable[tuple[float, float | None]]]
+Request = Callable[[Client, Target, bytes], Awaitable[tuple[float, float | None]]]
 
 
 @dataclass(frozen=True)
@@ -199,6 +197,7 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     ttfts: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    refused: int = 0  # 429s from Loom's turn limit (not errors: the limit at work)
     wall: float = 0.0
     loom_cpu: float = 0.0  # seconds over the phase
     client_cpu: float = 0.0  # seconds over the phase
@@ -239,7 +238,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 async def run_phase(
-    clients: list[httpx.AsyncClient],
+    clients: list[Client],
     target: Target,
     request: Request,
     max_requests: int,
@@ -250,13 +249,19 @@ async def run_phase(
     remaining = max_requests
     deadline = time.perf_counter() + max_seconds
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
+    raw = target.plain_request if request is plain_request else target.stream_request
+
+    async def client_loop(client: Client) -> None:
         nonlocal remaining
         while remaining > 0 and time.perf_counter() < deadline:
             remaining -= 1
             try:
-                latency, ttft = await request(client, target)
-            except (BenchError, httpx.HTTPError) as exc:
+                latency, ttft = await request(client, target, raw)
+            except Refused:
+                phase.refused += 1
+                await asyncio.sleep(RETRY_AFTER)
+                continue
+            except (BenchError, HttpError, OSError) as exc:
                 phase.errors.append(f"{type(exc).__name__}: {exc}")
                 continue
             phase.latencies.append(latency)
@@ -274,31 +279,23 @@ async def run_phase(
 class Bench:
     """What every measurement needs: the services, the run's bounds, and the HTTP clients.
 
-    Each simulated client is its own `httpx.AsyncClient` with one keep-alive connection:
-    sharing one pool among many concurrent tasks costs httpx far more CPU and latency
-    than the servers under test, which would hide what Loom adds.
+    Each simulated client is its own `bench.client.Client` with one keep-alive connection.
     """
 
     def __init__(self, loom: Service, upstream: Service, settings: Settings) -> None:
         self.loom, self.upstream, self.settings = loom, upstream, settings
-        self._clients: dict[str, list[httpx.AsyncClient]] = {}
-        self._ssl = ssl.create_default_context()  # one for all: each costs ~30 ms to build
+        self._clients: dict[str, list[Client]] = {}
 
-    def clients(self, target: Target, count: int) -> list[httpx.AsyncClient]:
+    def clients(self, target: Target, count: int) -> list[Client]:
         pool = self._clients.setdefault(target.name, [])
         while len(pool) < count:
-            pool.append(
-                httpx.AsyncClient(
-                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                    timeout=httpx.Timeout(120.0, connect=10.0),
-                    trust_env=False,
-                    verify=self._ssl,
-                )
-            )
+            pool.append(Client.for_url(target.url))
         return pool[:count]
 
     async def aclose(self) -> None:
-        await asyncio.gather(*(c.aclose() for pool in self._clients.values() for c in pool))
+        for pool in self._clients.values():
+            for client in pool:
+                client.close()
 
     async def measure(self, target: Target, stream: bool, concurrency: int) -> Phase:
         """A warm-up at the same concurrency (it also opens the connections), then the
@@ -317,6 +314,7 @@ class Bench:
     def _progress(target: Target, stream: bool, concurrency: int, phase: Phase) -> None:
         kind = "streaming" if stream else "non-streaming"
         errors = f", {len(phase.errors)} errors" if phase.errors else ""
+        errors += f", {phase.refused} refused (429)" if phase.refused else ""
         print(
             f"  {target.name:>16} {kind:>13} x{concurrency:<4} {phase.count:5d} requests "
             f"in {phase.wall:5.2f}s; other processes used {phase.other_busy():.2f} cores" + errors,
@@ -337,10 +335,19 @@ def _sse_events(raw: bytes) -> list[dict]:
     return events
 
 
-async def validate_loom(client: httpx.AsyncClient, target: Target) -> list[str]:
+async def validate_loom(target: Target) -> list[str]:
     """One request of each kind, fully parsed. Raises on a broken endpoint; returns warnings."""
     warnings = []
-    response = await client.post(target.url, content=target.plain_body, headers=JSON_HEADERS)
+    client = httpx.AsyncClient(timeout=120.0, trust_env=False)
+    try:
+        return await _validate(client, target, warnings)
+    finally:
+        await client.aclose()
+
+
+async def _validate(client: httpx.AsyncClient, target: Target, warnings: list[str]) -> list[str]:
+    headers = {**JSON_HEADERS, **_EXTRA_HEADERS}
+    response = await client.post(target.url, content=target.plain_body, headers=headers)
     if response.status_code != 200:
         raise _fail(target, response.status_code, response.content)
     body = response.json()
@@ -354,7 +361,7 @@ async def validate_loom(client: httpx.AsyncClient, target: Target) -> list[str]:
         warnings.append(f"non-streaming output text differs from the upstream's: {texts!r:.200}")
 
     async with client.stream(
-        "POST", target.url, content=target.stream_body, headers=JSON_HEADERS
+        "POST", target.url, content=target.stream_body, headers=headers
     ) as stream:
         raw = await stream.aread()
     if stream.status_code != 200:
@@ -392,6 +399,8 @@ def _cells(direct: Phase, loom: Phase, metric: str, concurrency: int) -> tuple[s
         return f"{direct.other_busy():.2f}", f"{loom.other_busy():.2f}", ""
     if metric == "errors":
         return str(len(direct.errors)), str(len(loom.errors)), ""
+    if metric == "refused":
+        return "", str(loom.refused), ""
     mark = "*" if concurrency > 1 and direct.client_busy() >= CLIENT_BOUND else ""
     if metric == "rps":
         return f"{direct.rps:.0f}{mark}", f"{loom.rps:.0f}", _ratio(direct.rps, loom.rps)
@@ -441,7 +450,10 @@ def print_table(results: dict, levels: list[int]) -> None:
         has_errors = any(
             d.errors or lo.errors for (s, _), (d, lo) in results.items() if s == stream
         )
-        for label, metric in rows + ([("errors", "errors")] if has_errors else []):
+        has_refused = any(lo.refused for (s, _), (_, lo) in results.items() if s == stream)
+        extra = [("errors", "errors")] if has_errors else []
+        extra += [("refused at the turn limit (429)", "refused")] if has_refused else []
+        for label, metric in rows + extra:
             cells = "".join(CELL.format(*_cells(*results[stream, c], metric, c)) for c in levels)
             print(f"  {label:<{LABEL_WIDTH - 2}}" + cells)
     if any(c > 1 and d.client_busy() >= CLIENT_BOUND for (_, c), (d, _) in results.items()):
@@ -500,7 +512,7 @@ async def run(upstream: Service, loom: Service, settings: Settings) -> int:
 async def measure_all(bench: Bench, direct: Target, via_loom: Target) -> int:
     """Check Loom answers, measure every phase, print the report; returns the exit code."""
     try:
-        warnings = await validate_loom(bench.clients(via_loom, 1)[0], via_loom)
+        warnings = await validate_loom(via_loom)
     except (BenchError, httpx.HTTPError, ValueError) as exc:
         print(f"Loom's /v1/responses is broken: {type(exc).__name__}: {exc}")
         print("--- Loom log tail ---\n" + bench.loom.log_tail())
@@ -523,7 +535,36 @@ async def measure_all(bench: Bench, direct: Target, via_loom: Target) -> int:
     print_table(results, bench.settings.levels)
     print_store_false(stored, unstored, level)
     print_caveats([p for pair in results.values() for p in pair] + [unstored], bench.loom)
+    print_acceptance(results)
     return 0
+
+
+def print_acceptance(results: dict[tuple[bool, int], tuple[Phase, Phase]]) -> None:
+    """Issue 16's targets, each beside the figure this run measured."""
+    rows = []
+    if (True, 128) in results:
+        loom = results[True, 128][1]
+        cpu = loom.loom_cpu_ms_per_response() or 0.0
+        rows.append(("streaming c=128: >= 300 responses/s", f"{loom.rps:.0f}/s", loom.rps >= 300))
+        rows.append(("streaming c=128: <= 4 ms Loom CPU per response", f"{cpu:.2f} ms", cpu <= 4))
+        rows.append(("streaming c=128: 0 errors", str(len(loom.errors)), not loom.errors))
+    if (True, 1) in results:
+        direct, loom = results[True, 1]
+        added = (percentile(loom.ttfts, 50) or 0) - (percentile(direct.ttfts, 50) or 0)
+        rows.append(("added time to first token c=1: <= 2 ms p50", f"{added:.2f} ms", added <= 2))
+    if (True, 512) in results:
+        loom = results[True, 512][1]
+        ttft = percentile(loom.ttfts, 50) or math.inf
+        rows.append(("streaming c=512: p50 first token <= 100 ms", f"{_ms(ttft)} ms", ttft <= 100))
+        rows.append(("streaming c=512: 0 errors", str(len(loom.errors)), not loom.errors))
+    if (False, 128) in results:
+        loom = results[False, 128][1]
+        rps = loom.rps
+        rows.append(("non-streaming c=128: >= 400 requests/s", f"{rps:.0f}/s", rps >= 400))
+    if rows:
+        print("\nissue 16 targets (one Loom process, this machine, this run):")
+        for label, value, ok in rows:
+            print(f"  {'met ' if ok else 'MISS'}  {label:<50}{value:>10}")
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
@@ -531,7 +572,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         prog="python -m bench.responses", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
-        "--concurrency", default="1,32,128", help="comma-separated client counts (1,32,128)"
+        "--concurrency",
+        default="1,32,128,512",
+        help="comma-separated client counts (1,32,128,512)",
     )
     parser.add_argument("--requests", type=int, help="most requests per measured phase (2000)")
     parser.add_argument("--max-seconds", type=float, help="most seconds per phase (8)")
@@ -539,13 +582,25 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument(
         "--auth", action="store_true", help="run Loom with an API key and send it (auth cost)"
     )
+    parser.add_argument(
+        "--max-inflight",
+        type=int,
+        help="Loom's limit of turns in flight (LOOM_MAX_INFLIGHT_TURNS): past it clients get "
+        "a 429 and wait its Retry-After; the report counts them apart from errors",
+    )
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if not levels or min(levels) < 1:
         parser.error("--concurrency takes positive integers, e.g. 1,32,128")
     requests = args.requests or (300 if args.quick else 2000)
     max_seconds = args.max_seconds or (0.8 if args.quick else 8.0)
-    return Settings(levels=levels, requests=requests, max_seconds=max_seconds, auth=args.auth)
+    return Settings(
+        levels=levels,
+        requests=requests,
+        max_seconds=max_seconds,
+        auth=args.auth,
+        max_inflight=args.max_inflight,
+    )
 
 
 def _event_loop_runner() -> Callable:
@@ -570,17 +625,21 @@ def main(argv: list[str] | None = None) -> int:
             upstream = spawn_upstream(Path(tmp))
             services.append(upstream)
             wait_ready(upstream)
-            extra_env = None
+            extra_env = {}
             if settings.auth:  # every request carries the key; the fake upstream ignores it
-                extra_env = {"LOOM_API_KEYS": f"{BENCH_KEY}=bench"}
-                JSON_HEADERS["Authorization"] = f"Bearer {BENCH_KEY}"
+                extra_env["LOOM_API_KEYS"] = f"{BENCH_KEY}=bench"
+                _EXTRA_HEADERS["Authorization"] = f"Bearer {BENCH_KEY}"
+            if settings.max_inflight is not None:
+                extra_env["LOOM_MAX_INFLIGHT_TURNS"] = str(settings.max_inflight)
             loom = spawn_loom(upstream, Path(tmp), extra_env)
             services.append(loom)
             wait_ready(loom)
+            settling = wait_settled(loom)
             print(
                 f"fake upstream pid {upstream.proc.pid}, Loom pid {loom.proc.pid}, "
                 f"{os.cpu_count()} CPUs; up to {settings.requests} requests "
-                f"or {settings.max_seconds:g}s per phase",
+                f"or {settings.max_seconds:g}s per phase; Loom's start-up work after it "
+                f"answered /v1/health took {settling:.1f}s of CPU (not measured)",
                 file=sys.stderr,
             )
             code = _event_loop_runner()(run(upstream, loom, settings))

@@ -29,6 +29,7 @@ from loom.api import (
     vector_stores,
 )
 from loom.api.client_test_id import TestIdMiddleware
+from loom.api.fast_lane import CreateResponseLane
 from loom.api.json import OrjsonResponse
 from loom.api.multipart_upload import FORM_OVERHEAD
 from loom.api.openapi_docs import finish_openapi
@@ -212,6 +213,7 @@ def build_app(settings: Settings) -> FastAPI:
         app.include_router(module.router, prefix="/v1")
     mount_console(app)
     app.include_router(metrics.router)
+    app.add_middleware(CreateResponseLane)  # innermost: POST /v1/responses, past FastAPI
     app.add_middleware(TestIdMiddleware)
     app.add_middleware(SecurityMiddleware, guard=guard)
     app.add_middleware(RequestObservabilityMiddleware)  # outermost: sees every response

@@ -203,6 +203,9 @@ class Settings(_Strict):
     # Background responses: a replica renews its lease on the work it runs every third of
     # `lease_seconds`; another replica settles the work once the lease has lapsed.
     lease_seconds: float = Field(default=30.0, gt=0)
+    # Turns (POST /v1/responses, WebSocket response.create) running at once in this
+    # process; past it a new one gets a 429 with Retry-After at once. 0: no limit.
+    max_inflight_turns: int = Field(default=1024, ge=0)
     # How long SIGTERM waits for in-flight turns before ending them.
     shutdown_grace: float = Field(default=30.0, ge=0)
     # A background response's events go to the database at most this often (batched).
@@ -256,6 +259,7 @@ _ENV_FIELDS = {
     "LOOM_WEBSOCKET_MAX_AGE": "websocket_max_age",
     "LOOM_LEASE_SECONDS": "lease_seconds",
     "LOOM_SHUTDOWN_GRACE": "shutdown_grace",
+    "LOOM_MAX_INFLIGHT_TURNS": "max_inflight_turns",
     "LOOM_EVENT_FLUSH_INTERVAL": "event_flush_interval",
     "LOOM_PG_NOTIFY": "pg_notify",
     "LOOM_FOLLOW_POLL_INTERVAL": "follow_poll_interval",

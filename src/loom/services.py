@@ -27,7 +27,7 @@ class Services:
     stores: Stores
     # How an event is framed on the wire; the API layer passes it in.
     serialize: Callable[[dict[str, Any]], bytes]
-    turns: TurnRunner = field(default_factory=TurnRunner)
+    turns: TurnRunner = field(init=False)  # runs, and admits, the turns of this process
     # Search over vector stores, for the search route and the file_search tool.
     retrieval: Retrieval | None = None
     # Files, vector stores, embeddings and ingestion, for their routes.
@@ -40,6 +40,7 @@ class Services:
     replica: Replica = field(init=False)
 
     def __post_init__(self) -> None:
+        self.turns = TurnRunner(self.settings.max_inflight_turns)
         self.url_policy = UrlPolicy(self.settings.mcp_guard)
         self.background = BackgroundRunner(
             self.settings,

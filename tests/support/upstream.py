@@ -50,6 +50,10 @@ class Turn:
     # early when the client hangs up, as the request is then cancelled.
     stall_after: int | None = None
     stall: float = 60.0
+    # After `hold_after` chunks, wait until the test sets `hold` (an asyncio.Event, set
+    # from the test's thread with `loop.call_soon_threadsafe(hold.set)`).
+    hold_after: int | None = None
+    hold: asyncio.Event | None = None
     service_tier: str | None = None  # the tier the upstream reports having used
     cached_tokens: int = 0  # reported in usage.prompt_tokens_details
 
@@ -484,6 +488,8 @@ class FakeUpstream:
         for n, c in enumerate(chunks):
             if turn is not None and turn.stall_after == n:
                 await asyncio.sleep(turn.stall)
+            if turn is not None and turn.hold is not None and turn.hold_after == n:
+                await turn.hold.wait()
             if turn is not None and turn.fail_after is not None and n == turn.fail_after:
                 if turn.fail_mode == "error_event":
                     yield b'data: {"error": {"message": "scripted mid-stream failure"}}\n\n'

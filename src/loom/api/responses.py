@@ -15,7 +15,7 @@ from loom.api.includes import includes
 from loom.api.json import OrjsonResponse
 from loom.api.openapi_docs import STREAM_PROPERTY, Deleted, ListPage, answers, sdk_body
 from loom.api.pages import page_of
-from loom.api.sse import sse_response, typed_event_bytes
+from loom.api.sse import sse_response, turn_stream_response, typed_event_bytes
 from loom.engine.events import Event
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
@@ -87,22 +87,30 @@ async def create_response(
     request: Request, svc: Services = Depends(services), who: str = Depends(owner)
 ):
     req, body = await parse_body(request, CreateResponse)
-    prepared, events, persist = await begin_turn(svc, who, req)
     if req.background:  # `events` is never started: the background runner runs the turn
+        prepared, _, _ = await begin_turn(svc, who, req)
         # A replica that is shutting down queues the work for another one.
         run = await svc.background.start(prepared, who, body, claim=not svc.replica.draining)
         if req.stream:
             return sse_response(run.frames_from(0))
         return OrjsonResponse({**prepared.turn.response, "status": "queued", "output": []})
+    admission = svc.turns.admit()  # a 429 at once when this process is full
+    try:
+        prepared, events, persist = await begin_turn(svc, who, req)
+    except BaseException:
+        admission.release()
+        raise
     # Metrics and the trace span of the turn (the events have not started yet).
     observed = TurnObservation(prepared.turn.response["id"], req.model)
     prepared.turn.trace = observed.trace
     persist = observed.saving(persist)
     try:
         if req.stream:
-            return sse_response(await svc.turns.stream(events, persist, typed_event_bytes))
-        final = await svc.turns.run(events, persist)
+            frames = await svc.turns.stream(events, persist, typed_event_bytes, admission)
+            return turn_stream_response(frames)
+        final = await svc.turns.run(events, persist, admission)
     except BaseException as exc:
+        admission.release()  # if the runner has not already
         observed.refused(exc)  # nothing if the turn was stored: then it was counted
         raise
     error = final.get("error") or {}

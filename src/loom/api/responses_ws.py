@@ -205,16 +205,24 @@ class _Connection:
             except ValidationError as exc:
                 raise validation_error(exc) from None
             history = self.history.get(previous) if isinstance(previous, str) else None
-            prepared, events, persist = await begin_turn(
-                self.svc,
-                self.who,
-                req,
-                history=list(history) if history is not None else None,
-                generate=generate,
-            )
-            frames = await self.svc.turns.frames(
-                events, self._remembering(prepared, persist, previous), _framer(stream_id)
-            )
+            admission = self.svc.turns.admit()
+            try:
+                prepared, events, persist = await begin_turn(
+                    self.svc,
+                    self.who,
+                    req,
+                    history=list(history) if history is not None else None,
+                    generate=generate,
+                )
+                frames = await self.svc.turns.frames(
+                    events,
+                    self._remembering(prepared, persist, previous),
+                    _framer(stream_id),
+                    admission,
+                )
+            except BaseException:
+                admission.release()  # if the runner has not already
+                raise
         except LoomError as exc:
             self._forget(previous)
             await self.send_event(_loom_error_event(exc), stream_id)

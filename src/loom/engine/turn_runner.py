@@ -6,6 +6,10 @@ finished and stored whole. The final state is persisted *before* the terminal ev
 sent, so a client that reacts to `response.completed` always finds the response stored.
 `turn_saver` is that save: what is stored, and what becomes of the response when it cannot
 be. The API layer passes in only how an event is framed on the wire.
+
+Admission lives here too, since the runner is what knows when a turn ends: past
+`max_in_flight` turns running in this process, `admit` refuses a new one at once with a
+429 and `Retry-After` (nothing queues), so the turns already admitted keep their pace.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from loom.engine.events import Event
 from loom.engine.turn_setup import PreparedTurn
+from loom.errors import RateLimitError
 from loom.store import DuplicateIdError, Stores
 
 log = logging.getLogger("loom.engine")
@@ -106,42 +111,96 @@ def _failed_after(first: Event, last: Event) -> Event:
     }
 
 
-class TurnRunner:
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task] = set()
+class LastFrame(bytes):
+    """The last bytes of a stream (possibly empty): nothing follows them."""
 
-    async def run(self, events: AsyncIterator[Event], persist: Persist) -> dict[str, Any]:
+
+class Admission:
+    """One admitted turn's place among the turns in flight; `release` gives it back (once,
+    however often it is called)."""
+
+    __slots__ = ("_runner",)
+
+    def __init__(self, runner: TurnRunner | None) -> None:
+        self._runner = runner
+
+    def release(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.in_flight -= 1
+
+
+class TurnRunner:
+    def __init__(self, max_in_flight: int = 0) -> None:
+        self._tasks: set[asyncio.Task] = set()
+        self.max_in_flight = max_in_flight  # 0: no limit
+        self.in_flight = 0  # admitted turns that have not ended yet
+
+    def admit(self) -> Admission:
+        """Take a place for a new turn, or raise a 429 at once when none is left. The
+        runner gives the place back when the turn it is passed to ends; whoever admitted
+        a turn that never reaches the runner releases it."""
+        if self.max_in_flight and self.in_flight >= self.max_in_flight:
+            raise RateLimitError(
+                f"This server is at its limit of {self.max_in_flight} responses in progress. "
+                "Retry shortly.",
+                retry_after=1,
+            )
+        self.in_flight += 1
+        return Admission(self)
+
+    async def run(
+        self, events: AsyncIterator[Event], persist: Persist, admission: Admission | None = None
+    ) -> dict[str, Any]:
         """Consume a turn in the caller's task; return the final Response."""
-        async for event in events:
-            if event["type"] in TERMINAL:
-                await _persist_terminal(event, persist)
-                return event["response"]
-        raise RuntimeError("a turn ended without a terminal event")
+        try:
+            async for event in events:
+                if event["type"] in TERMINAL:
+                    await _persist_terminal(event, persist)
+                    return event["response"]
+            raise RuntimeError("a turn ended without a terminal event")
+        finally:
+            if admission is not None:
+                admission.release()
 
     async def stream(
-        self, events: AsyncIterator[Event], persist: Persist, serialize: Serialize
+        self,
+        events: AsyncIterator[Event],
+        persist: Persist,
+        serialize: Serialize,
+        admission: Admission | None = None,
     ) -> AsyncIterator[bytes]:
         """Start the turn in a background task; `serialize` frames each event for the wire.
         Waits for the first event, so an error before the stream starts is raised here,
         where it can still become an HTTP error."""
-        first, queue = await self._start(events, persist, serialize)
+        first, queue = await self._start(events, persist, serialize, admission)
         return self._drain(first, queue)
 
     async def frames(
-        self, events: AsyncIterator[Event], persist: Persist, serialize: Callable[[Event], Any]
+        self,
+        events: AsyncIterator[Event],
+        persist: Persist,
+        serialize: Callable[[Event], Any],
+        admission: Admission | None = None,
     ) -> AsyncIterator[Any]:
         """Like `stream`, but one frame per event, never joined: a WebSocket sends each
         event as a message of its own."""
-        first, queue = await self._start(events, persist, serialize)
+        first, queue = await self._start(events, persist, serialize, admission)
         return self._each(first, queue)
 
     async def _start(
-        self, events: AsyncIterator[Event], persist: Persist, serialize: Callable[[Event], Any]
+        self,
+        events: AsyncIterator[Event],
+        persist: Persist,
+        serialize: Callable[[Event], Any],
+        admission: Admission | None,
     ) -> tuple[Any, asyncio.Queue]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         task = asyncio.create_task(self._produce(events, persist, serialize, queue))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if admission is not None:  # the place is held until the turn has ended, stored
+            task.add_done_callback(lambda _: admission.release())
         first = await queue.get()
         if isinstance(first, BaseException):
             raise first
@@ -163,6 +222,7 @@ class TurnRunner:
         first: Event | None = None
         last: Event | None = None  # the one piece of bookkeeping per event
         ended = False
+        flushed = False  # whether the first delta has been let out
         try:
             async for event in events:
                 if event["type"] in TERMINAL:
@@ -171,6 +231,12 @@ class TurnRunner:
                 queue.put_nowait(serialize(event))
                 first = first or event
                 last = event
+                if not flushed and event["type"].endswith(".delta"):
+                    # When the upstream's answer is already all buffered, this loop would
+                    # run the whole turn before the reader could send a byte: let the
+                    # first token go out now, once per turn.
+                    flushed = True
+                    await asyncio.sleep(0)
             if not ended:
                 raise RuntimeError("a turn ended without a terminal event")
         except Exception as exc:
@@ -189,10 +255,10 @@ class TurnRunner:
     @staticmethod
     async def _drain(first: bytes, queue: asyncio.Queue) -> AsyncIterator[bytes]:
         """Send events as they come; events already waiting go out together in one write
-        (each event stays whole), which saves a socket write per event under load."""
-        yield first
+        (each event stays whole), which saves a socket write per event under load. The
+        last write is a `LastFrame`, so the HTTP layer can end the body with it."""
+        batch = [first]
         while True:
-            batch = [await queue.get()]
             while not queue.empty():
                 batch.append(queue.get_nowait())
             ended = False
@@ -200,10 +266,12 @@ class TurnRunner:
                 if item is _END:
                     batch, ended = batch[:i], True
                     break
+            if ended:
+                yield LastFrame(b"".join(batch))
+                return
             if batch:
                 yield b"".join(batch)
-            if ended:
-                return
+            batch = [await queue.get()]
 
     async def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until the turns running now have finished (and been stored); whether they
