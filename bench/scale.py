@@ -46,7 +46,14 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.harness import Service, StartupError, spawn_loom, spawn_upstream, wait_ready
+from bench.harness import (
+    Service,
+    StartupError,
+    machine_busy_seconds,
+    spawn_loom,
+    spawn_upstream,
+    wait_ready,
+)
 
 MODEL = "openai/bench-model"
 PROMPT = "Say something."
@@ -99,6 +106,8 @@ class Run:
     wall: float = 0.0
     loom_cpu: float = 0.0
     client_busy: float = 0.0  # this process's CPU over the run, as a share of one core
+    upstream_busy: float = 0.0  # the fake upstream's, likewise
+    machine_busy: float = 0.0  # every process on the machine, in cores
 
     @property
     def rps(self) -> float:
@@ -225,12 +234,15 @@ def warm_up(loom: Service, args: argparse.Namespace) -> None:
     asyncio.run(run_load(loom.base_url, bodies, 2 * args.concurrency, args.seconds / 2))
 
 
-def measure_streams(loom: Service, args: argparse.Namespace) -> Run:
+def measure_streams(loom: Service, upstream: Service, args: argparse.Namespace) -> Run:
     bodies = [stream_body()] * args.concurrency
     warm_up(loom, args)
-    cpu = tree_cpu_seconds(loom.proc.pid)
+    cpu, upstream_cpu = tree_cpu_seconds(loom.proc.pid), upstream.cpu_seconds()
+    machine = machine_busy_seconds()
     run = asyncio.run(run_load(loom.base_url, bodies, args.requests, args.seconds))
     run.loom_cpu = tree_cpu_seconds(loom.proc.pid) - cpu
+    run.upstream_busy = (upstream.cpu_seconds() - upstream_cpu) / run.wall
+    run.machine_busy = (machine_busy_seconds() - machine) / run.wall
     return run
 
 
@@ -248,7 +260,7 @@ def workers_phase(upstream: Service, tmp: Path, args: argparse.Namespace) -> boo
             )
             try:
                 wait_ready(loom)
-                results[workers] = run = measure_streams(loom, args)
+                results[workers] = run = measure_streams(loom, upstream, args)
             finally:
                 loom.stop()
             bad = sum(o.status >= 500 or o.failed for o in run.outcomes) + len(run.errors)
@@ -259,10 +271,13 @@ def workers_phase(upstream: Service, tmp: Path, args: argparse.Namespace) -> boo
             print(
                 f"  {label:>10}: {run.rps:6.1f} responses/s, total p50 {p50:6.1f} ms,"
                 f" Loom CPU {cpu_ms:5.2f} ms/response, errors {bad},"
-                f" load generator {run.client_busy:.0%} of a core ({load()})"
+                f" load generator {run.client_busy:.0%} and upstream {run.upstream_busy:.0%}"
+                f" of a core, machine {run.machine_busy:.2f} of {os.cpu_count()} cores busy"
             )
     if any(run.client_busy >= 0.85 for run in results.values()):
         print("  the load generator was >= 85% busy: the ratio is bounded by the client")
+    if results[1].machine_busy >= 0.9 * (os.cpu_count() or 1):
+        print("  the machine's cores were all busy with one process: a second has little to use")
     ratio = results[2].rps / results[1].rps if results[1].rps else 0.0
     verdict = "ok" if ratio >= WORKERS_TARGET else f"BELOW {WORKERS_TARGET}"
     print(f"  ratio 2 workers / 1 process: {ratio:.2f}x ({verdict})")
