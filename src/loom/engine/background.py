@@ -11,7 +11,7 @@ local readers see the terminal event (save, then announce).
 
 What ends a run early:
 - cancel: the model call and tools stop; the response ends `cancelled`, its stream ends
-  without a terminal event;
+  with `response.incomplete` carrying it (see `settle.py`);
 - shutdown after the grace period: work that streamed no output yet goes back to the
   queue for another replica; work that did is ended `failed` (see `settle.py` for why it is
   not run again).
@@ -32,7 +32,7 @@ from loom.engine.event_log import EventLogWriter
 from loom.engine.events import Event
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
-from loom.engine.settle import end_failed_in, requeue_or_fail_in
+from loom.engine.settle import cancelled_event, end_failed_in, requeue_or_fail_in
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.errors import LoomError
 from loom.inference.registry import ModelRegistry
@@ -340,9 +340,12 @@ class BackgroundRunner:
                     return None
                 return run.terminal["sequence_number"], self.serialize(run.terminal)
             cancelled = job["cancel_requested"] or run.stop_reason == "cancel"
-            terminal = None
             if cancelled:
+                # Its stream ends with the cancel's terminal event, in place of the turn's
+                # own if the turn had ended meanwhile.
+                seq = run.next_seq if run.terminal is None else run.terminal["sequence_number"]
                 snapshot = {**response, "status": "cancelled", "output": list(response["output"])}
+                terminal = (seq, self.serialize(cancelled_event(seq, snapshot)))
             else:
                 snapshot = response
                 terminal = (run.terminal["sequence_number"], self.serialize(run.terminal))
@@ -354,9 +357,9 @@ class BackgroundRunner:
                 items = prepared.input_items + response["output"]
                 if not await append_items_in(conn, run.owner, prepared.conversation_id, items):
                     raise LookupError(f"conversation {prepared.conversation_id!r} not found")
-            frames = rest + ([terminal] if terminal else [])
+            frames = [*rest, terminal]
             await insert_events_in(conn, run.response_id, frames)
-            await end_job_in(conn, run.response_id, notify=not frames)
+            await end_job_in(conn, run.response_id, notify=False)
         return terminal
 
     # -- stopping runs -------------------------------------------------------------------

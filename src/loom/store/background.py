@@ -14,6 +14,7 @@ one transaction (response, conversation items, last events, job done).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -118,10 +119,12 @@ class BackgroundStore:
         lease_seconds: float,
     ) -> None:
         """Store the queued response, its job (claimed by `lease_owner` when given) and the
-        first events, together."""
+        first events, together. A claimed response is stored `in_progress` (its model call
+        is starting), so lists and status filters see it as it is."""
+        stored = {**response, "status": "in_progress"} if lease_owner else response
         async with self.db.write() as conn:
             await relaxed_commit_in(conn)
-            await upsert_response_in(conn, owner, response, input_items, conversation_id)
+            await upsert_response_in(conn, owner, stored, input_items, conversation_id)
             await conn.execute(
                 sa.insert(jobs_t).values(
                     response_id=response["id"],
@@ -183,9 +186,15 @@ class BackgroundStore:
             row = (await conn.execute(query)).mappings().first()
         return dict(row) if row else None
 
-    async def request_cancel(self, owner: str, response_id: str) -> Json | None:
-        """Flag the job for cancelling; end it here if nobody runs it. Returns the job as
-        it was (None if there is none), so the caller knows whom to wait for."""
+    async def request_cancel(
+        self,
+        owner: str,
+        response_id: str,
+        end_queued: Callable[[AsyncConnection, str], Awaitable[Any]],
+    ) -> Json | None:
+        """Flag the job for cancelling; end it here (`end_queued`, in this transaction) if
+        nobody runs it. Returns the job as it was (None if there is none), so the caller
+        knows whom to wait for."""
         async with self.db.write() as conn:
             job = await lock_job_in(conn, response_id)
             if job is None or job["owner"] != owner or job["state"] == "done":
@@ -196,8 +205,7 @@ class BackgroundStore:
                 .values(cancel_requested=True)
             )
             if job["state"] == "queued":
-                await _set_status_in(conn, response_id, "cancelled")
-                await end_job_in(conn, response_id)
+                await end_queued(conn, response_id)
             else:
                 await notify_in(conn, CANCEL_CHANNEL, response_id)
             return job
@@ -244,6 +252,7 @@ class BackgroundStore:
                         attempts=jobs_t.c.attempts + 1,
                     )
                 )
+                await _set_status_in(conn, row["response_id"], "in_progress")
         return rows
 
     async def lapsed_ids(self, everyone: bool) -> list[str]:
