@@ -8,9 +8,11 @@ dead replica's work is settled within seconds.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import signal
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -218,6 +220,42 @@ def test_sigterm_gives_unstarted_work_back_to_the_queue(pg_env, pair, start, ups
     events = resume(b, created.id)
     validate_stream(events)
     assert_clean_exit(a)
+
+
+def _read_until_cut(process, body: dict, on_event) -> list[dict]:
+    """A stream read to its end, or to where the server cut it."""
+    try:
+        return read_sse("POST", f"{process.url}/v1/responses", body, on_event=on_event)
+    except httpx.HTTPError:
+        return []
+
+
+def test_sigterm_ends_non_background_turns_failed_after_the_grace(pg_env, pair, start, upstream):
+    a, b = start({**pg_env, "LOOM_SHUTDOWN_GRACE": "0.5"}), pair[1]
+    slow = " ".join(["slow"] * 300)  # 15 s: still running when the grace ends
+    upstream.script(Turn(text=slow, delay=0.05), Turn(text=slow, delay=0.05))
+    tag = uuid.uuid4().hex
+    arrived: queue.Queue[dict] = queue.Queue()
+    body = {"model": MODEL, "input": "tell", "metadata": {"case": tag}}
+    with ThreadPoolExecutor(2) as pool:
+        streamed = pool.submit(_read_until_cut, a, {**body, "stream": True}, arrived.put)
+        plain = pool.submit(lambda: httpx.post(f"{a.url}/v1/responses", json=body, timeout=60))
+        streamed_id = arrived.get(timeout=20)["response"]["id"]
+        while arrived.get(timeout=20)["type"] != "response.output_text.delta":
+            pass
+        wait_for(lambda: len(upstream.requests), lambda n: n >= 2, what="both model calls")
+        a.sigterm()
+        streamed.result(timeout=30)
+        with contextlib.suppress(httpx.HTTPError):
+            plain.result(timeout=30)
+    assert_clean_exit(a)
+    listed = httpx.get(f"{b.url}/v1/responses", params={"limit": 20}, timeout=10).json()
+    mine = [r for r in listed["data"] if r["metadata"].get("case") == tag]
+    assert len(mine) == 2 and streamed_id in {r["id"] for r in mine}
+    for response in mine:  # both were stored, ended failed, saying why
+        assert response["status"] == "failed", response
+        assert "shut down before it ended" in response["error"]["message"]
+        validate_response(response)
 
 
 def test_workers_start_on_postgresql(pg_env, start, upstream):
