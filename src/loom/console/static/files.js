@@ -73,7 +73,7 @@ start(async () => {
     }
   } }, el("div", { class: "row" },
     el("div", { class: "field" }, el("label", { for: "store" }, "Vector store"), choose),
-    el("div", { class: "field", style: "flex:1" }, el("label", { for: "query" }, "Search"),
+    el("div", { class: "field grow" }, el("label", { for: "query" }, "Search"),
       query),
     el("button", { type: "submit" }, "Search")),
   el("div", { class: "field" }, el("label", { for: "filters" }, "Filters (JSON, optional)"),

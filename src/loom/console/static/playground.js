@@ -196,7 +196,7 @@ start(async () => {
     if (!message.value.trim()) return;
     send(message.value.trim());
     message.value = "";
-  } }, el("div", { class: "field", style: "flex:1" }, el("label", { for: "message" }, "Message"),
+  } }, el("div", { class: "field grow" }, el("label", { for: "message" }, "Message"),
     message), el("button", { type: "submit", id: "send" }, "Send"),
   el("button", { type: "button", class: "secondary", id: "new-thread", onclick: () => {
     previousId = null;

@@ -91,9 +91,10 @@ async function render() {
       `${response.error.code}: ${response.error.message}`)] : null);
   const live = response.background && RUNNING.includes(response.status)
     ? follow(id, response, () => render().catch((error) => notice(error.message))) : null;
+  // replaceChildren() would show a null as the text "null": leave `live` out when absent
   app().replaceChildren(
     summary,
-    live,
+    ...(live ? [live] : []),
     el("h2", {}, "Chain"),
     el("nav", { class: "chain", id: "chain", "aria-label": "previous_response_id chain" },
       links.map((link, i) => [i ? "→ " : "", link === id ? el("strong", {}, link)
