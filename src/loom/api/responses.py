@@ -134,8 +134,8 @@ async def get_response(
     if stream:
         if not response.get("background"):
             raise InvalidRequestError(
-                f"Response '{response_id}' was not created with background=true; only "
-                "background responses can be streamed again.",
+                "This response cannot be streamed because it was not created with "
+                "background=true.",  # OpenAI's words
                 param="stream",
             )
         after = -1 if starting_after is None else starting_after
