@@ -13,7 +13,12 @@ import numpy as np
 import pytest
 
 from loom.store import Database, attribute_filters
-from loom.store.chunk_index import insert_chunks, keyword_candidates, vector_candidates
+from loom.store.chunk_index import (
+    insert_chunks,
+    keyword_candidates,
+    start_vector_scan,
+    vector_candidates,
+)
 from loom.store.retrieval_schema import vector_store_files as vsf_t
 from loom.store.vector_cache import VectorCache
 from loom.store.vector_stores import VectorStoreStore
@@ -123,3 +128,55 @@ async def test_keyword_candidates_respect_the_filter(db, owner):
     assert {by_id[i] for i in only_shard_0} == {"file-0", "file-3"}
     assert set(only_shard_0) < set(everything)
     assert len(everything) == FILES * len([i for i in range(PER_FILE) if i % 7 == 3])
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+async def test_extra_ids_get_their_own_similarity(db, owner, filtered):
+    """Keyword candidates (which have passed the filter already) each get a similarity,
+    also when they are far from the query; an id that is no chunk of the store gets none."""
+    store_id, vectors, ids, files = await make_store(db, owner)
+    query = vectors[3]
+    filters = {"type": "eq", "key": "shard", "value": 0}
+    condition = (
+        attribute_filters.clause(filters, vsf_t.c.attributes, db.dialect_name) if filtered else None
+    )
+    passing = [i for i, f in enumerate(files) if not filtered or int(f.split("-")[1]) % 3 == 0]
+    nearest = [passing[k] for k in np.argsort(-(vectors[passing] @ query))[:2]]
+    far = [i for i in passing if i not in nearest][::7]
+    extra = [ids[i] for i in far] + [10**9]  # the last is no chunk at all
+    expected = {ids[i] for i in nearest} | {ids[i] for i in far}
+
+    for cache in (VectorCache(), VectorCache(max_bytes=0)):
+        async with db.read() as conn:
+            found = await vector_candidates(conn, [store_id], query, condition, 2, extra, cache)
+        assert set(found) == expected
+        by_id = dict(zip(ids, vectors @ query, strict=True))
+        for chunk_id, similarity in found.items():
+            assert similarity == pytest.approx(float(by_id[chunk_id]), abs=1e-4)
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+async def test_keyword_membership_from_the_scan_matches_the_sql_path(db, owner, filtered):
+    """With a vector scan of the stores, SQLite checks keyword matches against the cached
+    rows instead of in SQL: same chunks, same relevance, same order. Another store's
+    chunks (lower ids, same texts, so they would win every tie) must stay out."""
+    _, _, other_ids, _ = await make_store(db, owner)
+    store_id, vectors, ids, files = await make_store(db, owner)
+    filters = {"type": "eq", "key": "shard", "value": 2}
+    condition = (
+        attribute_filters.clause(filters, vsf_t.c.attributes, db.dialect_name) if filtered else None
+    )
+    query = "topic3 topic5 file"
+    for cache in (VectorCache(), VectorCache(max_bytes=0)):  # the second falls back to SQL
+        async with db.read() as conn:
+            in_sql = await keyword_candidates(conn, [store_id], query, condition, 7)
+            scan = await start_vector_scan(conn, [store_id], vectors[0], condition, 7, cache)
+            with_scan = await keyword_candidates(conn, [store_id], query, condition, 7, scan)
+            await scan.finish(conn, [])
+        assert list(with_scan) == list(in_sql)
+        assert with_scan == pytest.approx(in_sql)
+    by_id = dict(zip(ids, files, strict=True))
+    assert len(in_sql) == 7
+    assert not set(in_sql) & set(other_ids)
+    if filtered:
+        assert {by_id[i] for i in in_sql} <= {"file-2", "file-5"}

@@ -133,10 +133,17 @@ async def _top_hits(
 async def _fused(
     conn, store_ids, query, vector: np.ndarray, condition, limit, cache: VectorCache
 ) -> dict[int, float]:
-    keyword = await chunk_index.keyword_candidates(conn, store_ids, query, condition, limit)
-    similar = await chunk_index.vector_candidates(
-        conn, store_ids, vector, condition, limit, list(keyword), cache
-    )
+    # The vector scan runs on a worker thread while the keyword query runs on the
+    # database's thread: the search takes about the longer of the two, not their sum.
+    scan = await chunk_index.start_vector_scan(conn, store_ids, vector, condition, limit, cache)
+    try:
+        keyword = await chunk_index.keyword_candidates(
+            conn, store_ids, query, condition, limit, scan
+        )
+    except BaseException:
+        scan.abandon()
+        raise
+    similar = await scan.finish(conn, list(keyword))
     top_keyword = max(keyword.values(), default=0.0)
     fused: dict[int, float] = {}
     for chunk_id in similar.keys() | keyword.keys():

@@ -29,6 +29,9 @@ from loom.store.retrieval_schema import chunks as chunks_t
 from loom.store.retrieval_schema import vector_stores as vs_t
 
 MAX_CACHED_BYTES = 1 << 30
+_VERSIONS = sa.select(vs_t.c.id, vs_t.c.version).where(
+    vs_t.c.id.in_(sa.bindparam("ids", expanding=True))
+)
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,25 @@ class StoreVectors:
     matrix: np.ndarray  # float32, one unit row per chunk
     file_ids: list[str]  # distinct files; rows of file_ids[k] are file_bounds[k]:[k + 1]
     file_bounds: np.ndarray  # int64, len(file_ids) + 1 row offsets
+    by_id: np.ndarray  # int64 row numbers in ascending id order
+    sorted_ids: np.ndarray  # ids[by_id]
 
     @property
     def nbytes(self) -> int:
-        return self.ids.nbytes + self.matrix.nbytes + self.file_bounds.nbytes
+        arrays = (self.ids, self.matrix, self.file_bounds, self.by_id, self.sorted_ids)
+        return sum(a.nbytes for a in arrays)
+
+    def locate(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """The row number of each of these chunk ids, -1 for those not in the store."""
+        if len(self.ids) == 0:
+            return np.full(len(chunk_ids), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.sorted_ids, chunk_ids), len(self.ids) - 1)
+        return np.where(self.sorted_ids[at] == chunk_ids, self.by_id[at], -1)
+
+    def rows_of(self, chunk_ids: list[int]) -> np.ndarray:
+        """The row numbers of those of these chunk ids that are in the store."""
+        rows = self.locate(np.asarray(chunk_ids, dtype=np.int64))
+        return rows[rows >= 0]
 
     def file_slices(self, files: set[str]) -> list[slice]:
         """The row ranges of these files (of those in the store), in row order."""
@@ -64,13 +82,7 @@ class VectorCache:
         self, conn: AsyncConnection, store_ids: list[str], dims: int
     ) -> tuple[list[StoreVectors], list[str]]:
         """The cached matrices of these stores, and the ids of stores too big to cache."""
-        versions = dict(
-            (
-                await conn.execute(
-                    sa.select(vs_t.c.id, vs_t.c.version).where(vs_t.c.id.in_(store_ids))
-                )
-            ).all()
-        )
+        versions = dict((await conn.execute(_VERSIONS, {"ids": store_ids})).all())
         cached, too_big = [], []
         for store_id, version in versions.items():
             entry = self._entries.get(store_id)
@@ -91,7 +103,7 @@ class VectorCache:
                 sa.select(sa.func.count()).where(chunks_t.c.vector_store_id == store_id)
             )
         ).scalar_one()
-        if count * (dims * 4 + 12) > self.max_bytes:
+        if count * (dims * 4 + 28) > self.max_bytes:
             self._entries.pop(store_id, None)
             return None
         rows = (
@@ -113,7 +125,8 @@ class VectorCache:
                 file_ids.append(r[1])
                 starts.append(n)
         bounds = np.asarray([*starts, len(rows)], dtype=np.int64)
-        entry = StoreVectors(store_id, version, ids, matrix, file_ids, bounds)
+        by_id = np.argsort(ids, kind="stable")
+        entry = StoreVectors(store_id, version, ids, matrix, file_ids, bounds, by_id, ids[by_id])
         async with self._lock:
             self._entries[store_id] = entry
             total = sum(e.nbytes for e in self._entries.values())

@@ -207,7 +207,7 @@ class VectorStoreStore:
                     ),
                 )
                 await conn.execute(sa.delete(vsf_t).where(where))
-                await _bump_version(conn, vector_store_id)
+                await bump_version(conn, vector_store_id)
                 await conn.execute(
                     sa.insert(vsf_t).values(
                         vector_store_id=vector_store_id,
@@ -411,7 +411,7 @@ async def _finish(
             conn, claimed.owner, claimed.vector_store_id, claimed.file_id, texts or [], vectors
         )
         values.update(status="completed", usage_bytes=usage_bytes)
-        await _bump_version(conn, claimed.vector_store_id)
+        await bump_version(conn, claimed.vector_store_id)
     await conn.execute(sa.update(vsf_t).where(vsf_t.c.seq == claimed.seq).values(**values))
     return True
 
@@ -470,11 +470,13 @@ async def _detach(conn: AsyncConnection, owner: str, store_id: str, file_id: str
     await chunk_index.delete_chunks(
         conn, sa.and_(chunks_t.c.vector_store_id == store_id, chunks_t.c.file_id == file_id)
     )
-    await _bump_version(conn, store_id)
+    await bump_version(conn, store_id)
     return True
 
 
-async def _bump_version(conn: AsyncConnection, store_id: str) -> None:
+async def bump_version(conn: AsyncConnection, store_id: str) -> None:
+    """Mark the store's chunks changed, in the transaction that changed them: searches
+    reload a cached matrix whose version moved (vector_cache.py)."""
     await conn.execute(
         sa.update(vs_t).where(vs_t.c.id == store_id).values(version=vs_t.c.version + 1)
     )
