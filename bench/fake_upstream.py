@@ -184,6 +184,10 @@ class FakeUpstream(asyncio.Protocol):
                 self.transport.write(BAD_REQUEST)
             elif request.get("stream") is True and request.get("tools"):
                 self.transport.write(b"".join(_tool_call_parts(request)))
+            elif request.get("stream") is True and request.get("model") == PACED_MODEL:
+                loop = asyncio.get_running_loop()
+                for n, part in enumerate(STREAM_PARTS):
+                    loop.call_later(n * PACE, self._write_if_open, part)
             elif request.get("stream") is True:
                 for part in STREAM_PARTS:
                     self.transport.write(part)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,11 +59,12 @@ class Services:
         await self.replica.start()
 
     async def aclose(self) -> None:
-        """Drain: background runs get the grace period, then go back to the queue."""
+        """Drain: background runs and the turns still running (a stream whose client left,
+        a request uvicorn gave up on) get the grace period together; then background work
+        is settled (or goes back to the queue) and the other turns end `failed`."""
         grace = self.settings.shutdown_grace
-        await self.replica.drain(grace)
+        await asyncio.gather(self.replica.drain(grace), self.turns.aclose(timeout=grace))
         await self.replica.aclose()
-        await self.turns.aclose(timeout=grace)
         if self.rag is not None:
             await self.rag.aclose()
         await self.models.aclose()

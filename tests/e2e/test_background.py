@@ -166,3 +166,21 @@ def test_a_response_deleted_while_it_runs_stays_deleted(client, upstream, loom_s
     assert seen[1:] == ["deleted"]
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(seen[0])
+
+
+def test_a_running_response_shows_in_progress_in_retrieve_and_list(client, upstream, loom_server):
+    upstream.script(Turn(text=WORDS, delay=0.2))  # the model takes over 2 s
+    created = client.responses.create(model=MODEL, input="x", background=True)
+    assert created.status == "queued"  # as the create returns it
+    wait_for(lambda: len(upstream.requests), lambda n: n >= 1, what="the model call")
+    assert client.responses.retrieve(created.id).status == "in_progress"
+
+    def listed(**params) -> dict[str, str]:
+        got = httpx.get(f"{loom_server.url}/v1/responses", params={"limit": 100, **params})
+        assert got.status_code == 200
+        return {r["id"]: r["status"] for r in got.json()["data"]}
+
+    assert listed()[created.id] == "in_progress"
+    assert created.id in listed(status="in_progress")
+    assert created.id not in listed(status="queued")
+    assert client.responses.cancel(created.id).status == "cancelled"

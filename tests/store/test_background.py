@@ -1,11 +1,15 @@
 """The background-work tables on both backends: claims never overlap, leases are renewed
-only for live runs, cancel of unclaimed work ends it, and events are written in batches."""
+only for live runs, cancel of unclaimed work ends it (with a terminal event), and events
+are written in batches."""
 
 from __future__ import annotations
 
 import asyncio
 
+from loom.api.sse import typed_event_bytes
+from loom.engine.event_fold import frame_event
 from loom.engine.event_log import EventLogWriter
+from loom.engine.settle import end_cancelled_in
 from loom.store import Stores
 
 
@@ -16,10 +20,15 @@ def _response(rid: str) -> dict:
 async def _queue(
     stores: Stores, owner: str, rid: str, lease_owner: str | None = None, lease: float = 30
 ) -> None:
-    prelude = [(0, b"event: response.created\ndata: {}\n\n")]
+    created = {"type": "response.created", "sequence_number": 0, "response": _response(rid)}
+    prelude = [(0, typed_event_bytes(created))]
     await stores.background.create(
         owner, _response(rid), [], None, {"model": "m"}, prelude, lease_owner, lease
     )
+
+
+async def _end_queued(conn, response_id: str) -> None:
+    await end_cancelled_in(conn, response_id, typed_event_bytes)
 
 
 async def test_concurrent_claims_take_each_job_once(stores: Stores, owner: str):
@@ -43,7 +52,7 @@ async def test_heartbeat_renews_only_live_runs_and_reports_cancels(stores: Store
     await _queue(stores, owner, live, lease_owner=f"replica_hb_{tag}", lease=-1)
     await _queue(stores, owner, orphan, lease_owner=f"replica_hb_{tag}", lease=-1)
     assert await stores.background.heartbeat(f"replica_hb_{tag}", [live], 30) == []
-    job = await stores.background.request_cancel(owner, live)
+    job = await stores.background.request_cancel(owner, live, _end_queued)
     assert job is not None and job["state"] == "running"
     assert await stores.background.heartbeat(f"replica_hb_{tag}", [live], 30) == [live]
     lapsed = await stores.background.lapsed_ids(everyone=False)
@@ -53,10 +62,17 @@ async def test_heartbeat_renews_only_live_runs_and_reports_cancels(stores: Store
 async def test_cancel_of_queued_work_ends_it(stores: Stores, owner: str, stranger: str):
     rid = f"resp_cq_{stores.db.dialect_name}"
     await _queue(stores, owner, rid)
-    assert await stores.background.request_cancel(stranger, rid) is None
-    await stores.background.request_cancel(owner, rid)
+    assert await stores.background.request_cancel(stranger, rid, _end_queued) is None
+    await stores.background.request_cancel(owner, rid, _end_queued)
     assert (await stores.background.job(owner, rid))["state"] == "done"
     assert (await stores.responses.get(owner, rid))["response"]["status"] == "cancelled"
+    # Its log ends with the cancel's terminal event, right after what was there.
+    events = [frame_event(f) for _, f in await stores.background.events_after(rid, -1)]
+    assert [(e["type"], e["sequence_number"]) for e in events] == [
+        ("response.created", 0),
+        ("response.incomplete", 1),
+    ]
+    assert events[-1]["response"]["status"] == "cancelled"
     claimed = await stores.background.claim_queued("replica_x", 30, 100)
     assert rid not in {j["response_id"] for j in claimed}
 

@@ -135,9 +135,10 @@ def validate_stream(events: Iterable[tuple[str | None, dict[str, Any]] | dict[st
 
 
 def validate_cut_stream(events: list[dict[str, Any]], ended: str) -> list[dict[str, Any]]:
-    """Validate a background stream that was cut short: cancelled (`ended="cancelled"`: it
-    simply stops, possibly inside an item) or ended `failed` after its process died
-    (`ended="failed"`: its last event is `response.failed`, possibly inside an item).
+    """Validate a background stream that was cut short, possibly inside an item: cancelled
+    (`ended="cancelled"`: its last event is `response.incomplete` carrying the response
+    with status `cancelled`, the SDK having no stream event for a cancel) or ended `failed`
+    after its process died (`ended="failed"`: its last event is `response.failed`).
     Sequence numbers run 0, 1, 2, ... and every event parses as its SDK type."""
     _check(len(events) >= 2, f"stream too short: {[e['type'] for e in events]}")
     for n, event in enumerate(events):
@@ -146,13 +147,11 @@ def validate_cut_stream(events: list[dict[str, Any]], ended: str) -> list[dict[s
     _check(events[0]["type"] == "response.created", "first event must be response.created")
     _check(events[1]["type"] == "response.queued", "second event must be response.queued")
     terminal = [e["type"] for e in events if e["type"] in TERMINAL]
-    if ended == "failed":
-        _check(terminal == ["response.failed"], f"terminal events {terminal}")
-        _check(events[-1]["type"] == "response.failed", "must end with response.failed")
-        _check(events[-1]["response"]["status"] == "failed", "failed status")
-        validate_response(events[-1]["response"])
-    else:
-        _check(not terminal, f"a cancelled stream has no terminal event: {terminal}")
+    end = {"failed": "response.failed", "cancelled": "response.incomplete"}[ended]
+    _check(terminal == [end], f"terminal events {terminal}")
+    _check(events[-1]["type"] == end, f"must end with {end}")
+    _check(events[-1]["response"]["status"] == ended, f"{ended} status")
+    validate_response(events[-1]["response"])
     added = [e["item"]["id"] for e in events if e["type"] == "response.output_item.added"]
     done = [e["item"]["id"] for e in events if e["type"] == "response.output_item.done"]
     _check(done == added[: len(done)] and len(added) - len(done) <= 1, "items out of order")

@@ -20,6 +20,7 @@ from loom.engine.events import Event
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
 from loom.engine.resume import current, follow, wait_done
+from loom.engine.settle import end_cancelled_in
 from loom.engine.turn_runner import Persist, turn_saver
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.engine.warmup import warmup_turn
@@ -141,8 +142,8 @@ async def get_response(
     if stream:
         if not response.get("background"):
             raise InvalidRequestError(
-                f"Response '{response_id}' was not created with background=true; only "
-                "background responses can be streamed again.",
+                "This response cannot be streamed because it was not created with "
+                "background=true.",  # OpenAI's words
                 param="stream",
             )
         after = -1 if starting_after is None else starting_after
@@ -165,7 +166,11 @@ async def cancel_response(
         raise _not_found(response_id)
     if not stored["response"].get("background"):
         raise InvalidRequestError("Cannot cancel a synchronous response.", param="response_id")
-    job = await svc.stores.background.request_cancel(who, response_id)
+
+    async def end_queued(conn, queued_id: str) -> None:
+        await end_cancelled_in(conn, queued_id, svc.serialize)
+
+    job = await svc.stores.background.request_cancel(who, response_id, end_queued)
     if job is not None and job["state"] == "running":
         svc.background.stop(response_id, "cancel")
         background = svc.stores.background
@@ -200,6 +205,8 @@ async def list_responses(
     rows, has_more = await svc.stores.responses.list(
         who, after=after, limit=limit, order=order, status=status, model=model
     )
+    # A running background response shows its output so far, as on retrieve.
+    rows = [await current(svc.stores.background, who, row) for row in rows]
     return page_of(rows, has_more)
 
 

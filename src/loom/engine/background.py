@@ -11,7 +11,7 @@ local readers see the terminal event (save, then announce).
 
 What ends a run early:
 - cancel: the model call and tools stop; the response ends `cancelled`, its stream ends
-  without a terminal event;
+  with `response.incomplete` carrying it (see `settle.py`);
 - shutdown after the grace period: work that streamed no output yet goes back to the
   queue for another replica; work that did is ended `failed` (see `settle.py` for why it is
   not run again).
@@ -32,7 +32,7 @@ from loom.engine.event_log import EventLogWriter
 from loom.engine.events import Event
 from loom.engine.loop import run_turn
 from loom.engine.request import CreateResponse
-from loom.engine.settle import end_failed_in, requeue_or_fail_in
+from loom.engine.settle import cancelled_event, end_failed_in, requeue_or_fail_in
 from loom.engine.turn_setup import PreparedTurn, prepare_turn
 from loom.errors import LoomError
 from loom.inference.registry import ModelRegistry
@@ -59,10 +59,10 @@ class LocalRun:
     """One background response running in this process.
 
     Its frames are kept in memory for the client that created it with `stream: true`,
-    which gets them as they are made, without waiting for the database: background mode
-    adds nothing to the time to first token. The log catches up within the flush
-    interval. If this process dies in between, that client may hold events the log lost;
-    `resume.follow` then ends its resumed stream right after what it saw.
+    which gets them as they are made (once the create has committed), without waiting
+    for the event log's writes. The log catches up within the flush interval. If this
+    process dies in between, that client may hold events the log lost; `resume.follow`
+    then ends its resumed stream right after what it saw.
     """
 
     prepared: PreparedTurn
@@ -77,6 +77,7 @@ class LocalRun:
     ended: bool = False
     pump: asyncio.Task | None = None
     task: asyncio.Task | None = None
+    stored: asyncio.Event = field(default_factory=asyncio.Event)  # its rows are committed
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -169,7 +170,10 @@ class BackgroundRunner:
         self, prepared: PreparedTurn, owner: str, body: dict[str, Any], claim: bool = True
     ) -> LocalRun:
         """Store a new background response and run it here. The model call starts while
-        the first rows are being written, so background mode adds no wait for the model."""
+        the first rows are being written, so background mode adds no wait for the model.
+        The turn's events wait for the commit (`stored`): the stream starts only once every
+        replica knows the response, and a fast model's chunks would otherwise keep this
+        event loop busy while the commit's replies wait."""
         response = prepared.turn.response
         prelude = queued_prelude(response, self.serialize)
         run = self._new_run(prepared, owner)
@@ -192,6 +196,7 @@ class BackgroundRunner:
             if run.pump is not None:
                 run.pump.cancel()
             raise
+        run.stored.set()
         if claim:
             self._supervise(run)
         else:
@@ -229,6 +234,7 @@ class BackgroundRunner:
             self.hub.wake(response_id)
             return
         run = self._new_run(prepared, owner, base=2)
+        run.stored.set()
         run.pump = asyncio.create_task(self._pump(run))
         self._supervise(run)
 
@@ -250,6 +256,8 @@ class BackgroundRunner:
                 if event["type"] in TERMINAL:
                     run.terminal = event
                     return
+                if not run.stored.is_set():  # the model's first chunk came before the commit
+                    await run.stored.wait()
                 run.push(seq, self.serialize(event))
         except Exception as exc:  # the upstream refused the first call, before any event
             run.error = exc
@@ -340,9 +348,12 @@ class BackgroundRunner:
                     return None
                 return run.terminal["sequence_number"], self.serialize(run.terminal)
             cancelled = job["cancel_requested"] or run.stop_reason == "cancel"
-            terminal = None
             if cancelled:
+                # Its stream ends with the cancel's terminal event, in place of the turn's
+                # own if the turn had ended meanwhile.
+                seq = run.next_seq if run.terminal is None else run.terminal["sequence_number"]
                 snapshot = {**response, "status": "cancelled", "output": list(response["output"])}
+                terminal = (seq, self.serialize(cancelled_event(seq, snapshot)))
             else:
                 snapshot = response
                 terminal = (run.terminal["sequence_number"], self.serialize(run.terminal))
@@ -354,9 +365,9 @@ class BackgroundRunner:
                 items = prepared.input_items + response["output"]
                 if not await append_items_in(conn, run.owner, prepared.conversation_id, items):
                     raise LookupError(f"conversation {prepared.conversation_id!r} not found")
-            frames = rest + ([terminal] if terminal else [])
+            frames = [*rest, terminal]
             await insert_events_in(conn, run.response_id, frames)
-            await end_job_in(conn, run.response_id, notify=not frames)
+            await end_job_in(conn, run.response_id, notify=False)
         return terminal
 
     # -- stopping runs -------------------------------------------------------------------

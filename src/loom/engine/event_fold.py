@@ -27,10 +27,6 @@ def is_terminal(frame: bytes) -> bool:
     return frame[7 : frame.index(b"\n")] in TERMINAL_TYPES
 
 
-def is_failed(frame: bytes) -> bool:
-    return frame.startswith(b"event: response.failed\n")
-
-
 def fold_output(frames: list[bytes]) -> list[Item]:
     """The output items the events describe, partial items included as they stand."""
     items: dict[int, Item] = {}

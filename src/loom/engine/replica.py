@@ -16,7 +16,7 @@ import logging
 import time
 
 from loom.engine.background import BackgroundRunner
-from loom.engine.settle import requeue_or_fail_in
+from loom.engine.settle import fail_lapsed_in
 from loom.store.background import (
     CANCEL_CHANNEL,
     EVENTS_CHANNEL,
@@ -103,7 +103,6 @@ class Replica:
 
     async def settle_lapsed(self, everyone: bool) -> None:
         for response_id in await self.stores.background.lapsed_ids(everyone):
-            requeued = False
             async with self.stores.db.write() as conn:
                 job = await lock_job_in(conn, response_id)
                 if job is None or job["state"] != "running":
@@ -115,16 +114,13 @@ class Replica:
                     response_id,
                     job["lease_owner"],
                 )
-                final = await requeue_or_fail_in(
+                await fail_lapsed_in(
                     conn,
                     job,
                     self.runner.serialize,
                     "The Loom process running this response stopped before it ended.",
                 )
-                requeued = final is None and not job["cancel_requested"]
             self.hub.wake(response_id)
-            if requeued:
-                self._poke.set()
 
     async def drain(self, grace: float) -> None:
         """Stop claiming work; let local runs end within `grace`; give back the rest."""

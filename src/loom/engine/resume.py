@@ -2,11 +2,12 @@
 
 `follow` replays the stored events after a sequence number, then waits for more (woken
 by the `EventHub`, which local writes and other replicas' notifications feed, with a
-timer as a backstop) until the terminal event, or until the job is done (a cancelled
-response ends without one). A reader can be past the end of the log: the client that
-created a response gets its events live, before they are stored, and if that replica
-died the log may lack its last few. Such a reader gets the `response.failed` that ended
-the response, numbered right after the last event it has, so its stream stays gap-free.
+timer as a backstop) until the terminal event, or until the job is done (a response
+deleted while it ran ends without one). A reader can be past the end of the log: the
+client that created a response gets its events live, before they are stored, and if that
+replica died the log may lack its last few. Such a reader gets the terminal event that
+ended the response (`response.failed`, or a cancel's `response.incomplete`), numbered
+right after the last event it has, so its stream stays gap-free.
 `current` is the stored response with the state of its job and, while it runs, the
 output folded from its events.
 """
@@ -17,7 +18,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from loom.engine.event_fold import fold_output, frame_event, is_failed, is_terminal
+from loom.engine.event_fold import fold_output, frame_event, is_terminal
 from loom.engine.event_hub import EventHub
 from loom.store.background import BackgroundStore
 
@@ -69,7 +70,7 @@ async def follow(
                 if len(rows) == BATCH:
                     continue
             elif not rows:
-                # Nothing new: has it ended (a cancelled response has no terminal event)?
+                # Nothing new: has it ended (a response deleted while it ran has no terminal)?
                 # The job is read before the log, so its last events cannot be missed.
                 job = await store.job(owner, response_id)
                 if job is None or job["state"] == "done":
@@ -78,9 +79,9 @@ async def follow(
                         yield b"".join(frame for _, frame in rows)
                     else:
                         last = await store.last_event(response_id)
-                        if last is not None and last[0] <= cursor.at and is_failed(last[1]):
-                            failed = {**frame_event(last[1]), "sequence_number": cursor.at + 1}
-                            yield serialize(failed)
+                        if last is not None and last[0] <= cursor.at and is_terminal(last[1]):
+                            end = {**frame_event(last[1]), "sequence_number": cursor.at + 1}
+                            yield serialize(end)
                     return
             # Follow published events while they continue where this stream is; read the
             # log on a wake-up, on a gap (stored by now, or soon), or after `poll_interval`

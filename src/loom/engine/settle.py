@@ -1,16 +1,23 @@
 """Bring a background response whose run stopped early to a state that is true.
 
-Used when a replica finds another's lease lapsed (the process died), and when a replica
-shuts down with work still running. The rule:
-- a cancel was asked for: the response ends `cancelled`;
-- no output was streamed yet (only `response.created`, `response.queued` and
-  `response.in_progress` are in its log): the work goes back to the queue, and any replica
-  runs it from its stored request (at most `MAX_ATTEMPTS` times);
-- output was streamed: the response ends `failed` with an error that says so, and its
-  stream ends with `response.failed`.
-It is not run again once output was streamed because clients may already hold those events:
-a second run would write different text under the same sequence numbers, and its tool
-calls would run twice. Its output so far is kept in the failed response.
+Two cases, two rules:
+- A replica shut down with the work still running (`requeue_or_fail_in`). It stored every
+  event the turn had made before giving the work up, so the log is everything any client
+  can hold. If that is no output yet (only `response.created`, `response.queued` and
+  `response.in_progress`), the work goes back to the queue and any replica runs it from
+  its stored request (at most `MAX_ATTEMPTS` times); otherwise it ends `failed`.
+- A replica's lease lapsed: the process died (kill -9, a lost machine) (`fail_lapsed_in`).
+  The response ends `failed`, whatever its log holds. Events reach clients before they
+  are stored (the creating client's stream, and `NOTIFY` to followers), so the log of a
+  process that died may lack events that clients already hold; no one can tell whether a
+  run with no stored output had sent any. A second run would put different text under
+  the same sequence numbers, and would call its tools twice. Failing it is the one
+  outcome that is the same however the crash fell between a send and a write.
+In both, a cancel that was asked for wins: the response ends `cancelled`. Every ending
+appends its terminal event to the log, so every stream of the response ends with one:
+`response.failed`, or for a cancel `response.incomplete` with status `cancelled` (the
+SDK's stream events have no cancel event; `response.cancelled` is a webhook event only).
+The output so far is kept, folded from the log.
 """
 
 from __future__ import annotations
@@ -78,22 +85,37 @@ async def end_failed_in(
     return framed[-1]
 
 
-async def end_cancelled_in(conn: AsyncConnection, response_id: str) -> None:
+def cancelled_event(seq: int, response: dict[str, Any]) -> dict[str, Any]:
+    """The terminal event of a cancelled response (see the module docstring)."""
+    return {"type": "response.incomplete", "sequence_number": seq, "response": response}
+
+
+async def end_cancelled_in(
+    conn: AsyncConnection, response_id: str, serialize: Serialize
+) -> tuple[int, bytes] | None:
+    """End the response `cancelled` with the output its log holds; append its terminal
+    event."""
     response = await _stored_response(conn, response_id)
-    if response is not None:
-        response.update(status="cancelled", output=fold_output(await frames_in(conn, response_id)))
-        await _save(conn, response)
+    if response is None:
+        await end_job_in(conn, response_id)
+        return None
+    response.update(status="cancelled", output=fold_output(await frames_in(conn, response_id)))
+    await _save(conn, response)
+    seq = await last_seq_in(conn, response_id) + 1
+    frame = (seq, serialize(cancelled_event(seq, response)))
+    await insert_events_in(conn, response_id, [frame])
     await end_job_in(conn, response_id)
+    return frame
 
 
 async def requeue_or_fail_in(
     conn: AsyncConnection, job: dict[str, Any], serialize: Serialize, why: str
 ) -> tuple[int, bytes] | None:
-    """Settle a stopped run by the rule above; `job` is its locked row."""
+    """Settle a run this replica stopped at shutdown; `job` is its locked row, and every
+    event the run made is stored."""
     response_id = job["response_id"]
     if job["cancel_requested"]:
-        await end_cancelled_in(conn, response_id)
-        return None
+        return await end_cancelled_in(conn, response_id, serialize)
     last = await last_seq_in(conn, response_id)
     if last <= NO_OUTPUT_THROUGH and job["attempts"] < MAX_ATTEMPTS:
         await requeue_in(conn, response_id, keep_through=1)
@@ -103,3 +125,13 @@ async def requeue_or_fail_in(
     else:
         why += " It had already streamed output, so it was not run again."
     return await end_failed_in(conn, response_id, serialize, why)
+
+
+async def fail_lapsed_in(
+    conn: AsyncConnection, job: dict[str, Any], serialize: Serialize, why: str
+) -> tuple[int, bytes] | None:
+    """Settle a run whose replica's lease lapsed; `job` is its locked row."""
+    if job["cancel_requested"]:
+        return await end_cancelled_in(conn, job["response_id"], serialize)
+    why += " It was not run again: clients may already hold events that were not stored."
+    return await end_failed_in(conn, job["response_id"], serialize, why)

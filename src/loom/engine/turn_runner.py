@@ -5,7 +5,9 @@ through a queue, so a client that disconnects stops only the reading side: the t
 finished and stored whole. The final state is persisted *before* the terminal event is
 sent, so a client that reacts to `response.completed` always finds the response stored.
 `turn_saver` is that save: what is stored, and what becomes of the response when it cannot
-be. The API layer passes in only how an event is framed on the wire.
+be. The API layer passes in only how an event is framed on the wire. A turn not streamed
+runs in a task too, so it is also stored whatever its caller does; at shutdown, turns still
+running after the grace period are stopped and stored `failed`.
 
 Admission lives here too, since the runner is what knows when a turn ends: past
 `max_in_flight` turns running in this process, `admit` refuses a new one at once with a
@@ -99,16 +101,28 @@ async def _persist_terminal(event: Event, persist: Persist) -> None:
         event["type"] = "response.failed"
 
 
-def _failed_after(first: Event, last: Event) -> Event:
+def _failed_after(first: Event, last: Event, message: str | None = None) -> Event:
     """The `response.failed` that ends a stream whose events broke off after `last`, built
     from the Response that `first` (response.created) carried."""
     response = {**first["response"], "output": []}
     _mark_unsaved(response, " because the server failed while running it")
+    if message is not None:
+        response["error"] = {"code": "server_error", "message": message}
     return {
         "type": "response.failed",
         "sequence_number": last["sequence_number"] + 1,
         "response": response,
     }
+
+
+SHUTDOWN = (
+    "The Loom process running this response shut down before it ended (the shutdown grace "
+    "period ran out)."
+)
+
+
+def _same(event: Event) -> Event:
+    return event
 
 
 class LastFrame(bytes):
@@ -133,6 +147,8 @@ class Admission:
 class TurnRunner:
     def __init__(self, max_in_flight: int = 0) -> None:
         self._tasks: set[asyncio.Task] = set()
+        self._waiting: set[asyncio.Task] = set()  # turns awaiting their next event
+        self._stopping = False
         self.max_in_flight = max_in_flight  # 0: no limit
         self.in_flight = 0  # admitted turns that have not ended yet
 
@@ -152,16 +168,13 @@ class TurnRunner:
     async def run(
         self, events: AsyncIterator[Event], persist: Persist, admission: Admission | None = None
     ) -> dict[str, Any]:
-        """Consume a turn in the caller's task; return the final Response."""
-        try:
-            async for event in events:
-                if event["type"] in TERMINAL:
-                    await _persist_terminal(event, persist)
-                    return event["response"]
-            raise RuntimeError("a turn ended without a terminal event")
-        finally:
-            if admission is not None:
-                admission.release()
+        """Run a turn to its end in a task of its own (so it is stored even if the caller
+        goes away, and stopped cleanly at shutdown); return the final Response."""
+        first, queue = await self._start(events, persist, _same, admission)
+        final = first
+        while (item := await queue.get()) is not _END:
+            final = item
+        return final["response"]
 
     async def stream(
         self,
@@ -212,19 +225,33 @@ class TurnRunner:
         while (item := await queue.get()) is not _END:
             yield item
 
-    @staticmethod
     async def _produce(
-        events: AsyncIterator[Event], persist: Persist, serialize: Serialize, queue: asyncio.Queue
+        self,
+        events: AsyncIterator[Event],
+        persist: Persist,
+        serialize: Serialize,
+        queue: asyncio.Queue,
     ):
         """Run the turn, queueing each serialized event. An error before the first event is
         queued as is, for `stream` to raise; after it, the stream still ends with exactly
-        one terminal event, whatever failed."""
+        one terminal event, whatever failed. At shutdown (`aclose`) a turn still waiting
+        for its next event is stopped, and ends `failed`, stored as such."""
         first: Event | None = None
         last: Event | None = None  # the one piece of bookkeeping per event
         ended = False
         flushed = False  # whether the first delta has been let out
+        task = asyncio.current_task()
+        assert task is not None
+        turn = aiter(events)
         try:
-            async for event in events:
+            while True:
+                self._waiting.add(task)  # only here may `aclose` stop it: never mid-save
+                try:
+                    event = await anext(turn)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    self._waiting.discard(task)
                 if event["type"] in TERMINAL:
                     await _persist_terminal(event, persist)
                     ended = True
@@ -239,6 +266,16 @@ class TurnRunner:
                     await asyncio.sleep(0)
             if not ended:
                 raise RuntimeError("a turn ended without a terminal event")
+        except asyncio.CancelledError as exc:
+            if not self._stopping or ended:
+                raise
+            if first is None or last is None:
+                queue.put_nowait(exc)
+                return
+            log.warning("response %s stopped at shutdown", first["response"]["id"])
+            failed = _failed_after(first, last, SHUTDOWN)
+            await _persist_terminal(failed, persist)
+            queue.put_nowait(serialize(failed))
         except Exception as exc:
             if first is None or last is None:
                 queue.put_nowait(exc)
@@ -281,5 +318,12 @@ class TurnRunner:
         return not self._tasks
 
     async def aclose(self, timeout: float = 30.0) -> None:
-        """Let running turns finish (and be stored) before the process exits."""
-        await self.wait_idle(timeout)
+        """Let running turns finish (and be stored) within `timeout`; then stop those
+        still waiting on their model or tools: each ends `failed`, stored as such."""
+        if await self.wait_idle(timeout):
+            return
+        self._stopping = True
+        for task in list(self._waiting):
+            task.cancel()
+        if not await self.wait_idle(10):
+            log.warning("%d turns were still running at exit", len(self._tasks))
