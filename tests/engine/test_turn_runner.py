@@ -159,35 +159,3 @@ async def test_a_failed_turn_whose_save_raises_keeps_its_own_error(stores):
     assert responses.attempts == 2
     stored = await stores.responses.get(OWNER, final["id"])
     assert stored["response"]["error"] == final["error"]
-
-
-async def test_a_turn_sliced_under_load_streams_every_event_in_order(stores, monkeypatch):
-    """Past SLICE_ABOVE turns in flight a long buffered answer goes on in slices
-    (engine/slices.py); its stream is still whole, in order, and it is stored."""
-    from loom.engine import turn_runner
-
-    monkeypatch.setattr(turn_runner, "SLICE_EVENTS", 2)
-    text = " ".join(f"w{i}" for i in range(60))
-    prepared = await prepare(stores, ScriptedProvider(Reply(text=text)), {"input": "hi"})
-    runner = TurnRunner()
-    held = [runner.admit() for _ in range(turn_runner.SLICE_ABOVE + 1)]  # other turns
-    slices = runner._slices
-    waits = 0
-    real_wait = slices.wait
-
-    def counting_wait():
-        nonlocal waits
-        waits += 1
-        return real_wait()
-
-    monkeypatch.setattr(slices, "wait", counting_wait)
-    persist = turn_saver(stores, OWNER, prepared, store=True)
-    events = await streamed(runner, run_turn(prepared.turn), persist)
-    final = validate_stream(events)
-    assert final["status"] == "completed"
-    assert final["output"][0]["content"][0]["text"] == text
-    assert waits >= 25  # it did go on in slices (about 60 deltas, 2 per slice)
-    stored = await stores.responses.get(OWNER, final["id"])
-    assert stored["response"]["output"][0]["content"][0]["text"] == text
-    for admission in held:
-        admission.release()

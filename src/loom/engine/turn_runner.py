@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from loom.engine.events import Event
-from loom.engine.slices import SliceQueue
 from loom.engine.turn_setup import PreparedTurn
 from loom.errors import RateLimitError
 from loom.store import DuplicateIdError, Stores
@@ -33,12 +32,6 @@ Persist = Callable[[dict[str, Any]], Awaitable[None]]
 Serialize = Callable[[Event], bytes]
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _END = object()
-# With more than SLICE_ABOVE turns in flight, a turn past its first delta goes on in slices
-# of SLICE_EVENTS events, and only SLICES_PER_ITERATION slices go on per event loop
-# iteration (engine/slices.py). With fewer, a burst delays few others: no slicing, no cost.
-SLICE_ABOVE = 128
-SLICE_EVENTS = 16
-SLICES_PER_ITERATION = 32
 
 
 def _mark_unsaved(response: dict[str, Any], why: str) -> None:
@@ -158,7 +151,6 @@ class TurnRunner:
         self._stopping = False
         self.max_in_flight = max_in_flight  # 0: no limit
         self.in_flight = 0  # admitted turns that have not ended yet
-        self._slices = SliceQueue(SLICES_PER_ITERATION)
 
     def admit(self) -> Admission:
         """Take a place for a new turn, or raise a 429 at once when none is left. The
@@ -248,7 +240,6 @@ class TurnRunner:
         last: Event | None = None  # the one piece of bookkeeping per event
         ended = False
         flushed = False  # whether the first delta has been let out
-        sliced = 0  # events since the last slice began, once flushed
         task = asyncio.current_task()
         assert task is not None
         turn = aiter(events)
@@ -267,12 +258,7 @@ class TurnRunner:
                 queue.put_nowait(serialize(event))
                 first = first or event
                 last = event
-                if flushed:
-                    sliced += 1
-                    if sliced >= SLICE_EVENTS and not ended and self.in_flight > SLICE_ABOVE:
-                        sliced = 0
-                        await self._slices.wait()
-                elif event["type"].endswith(".delta"):
+                if not flushed and event["type"].endswith(".delta"):
                     # When the upstream's answer is already all buffered, this loop would
                     # run the whole turn before the reader could send a byte: let the
                     # first token go out now, once per turn.
