@@ -58,8 +58,8 @@ class Database:
             self._write_lock = asyncio.Lock()
             database = engine.url.database or ""
             uri = database.startswith("file:")
-            self.committer = GroupCommitter(database, uri, self._write_lock)
-            self.reader = SqliteReader(database, uri)
+            self.committer = GroupCommitter(database, uri, self._write_lock, _WRITE_LATENCY.observe)
+            self.reader = SqliteReader(database, uri, _READ_LATENCY.observe)
 
     @classmethod
     async def connect(cls, url: str) -> Database:
