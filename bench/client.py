@@ -35,6 +35,9 @@ def encode_request(url: str, body: bytes, headers: dict[str, str] | None = None)
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+HEAD_BYTES = 1024
+
+
 class _Exchange:
     """What one answer is being read for: its status, body, and when a marker first came."""
 
@@ -44,13 +47,22 @@ class _Exchange:
         "end_marker",
         "ended",
         "first_at",
+        "head",
         "keep_body",
         "marker",
+        "seen",
         "status",
         "tail",
+        "watch",
     )
 
-    def __init__(self, marker: bytes | None, end_marker: bytes | None, keep_body: bool) -> None:
+    def __init__(
+        self,
+        marker: bytes | None,
+        end_marker: bytes | None,
+        keep_body: bool,
+        watch: tuple[bytes, ...] = (),
+    ) -> None:
         self.marker = marker
         self.end_marker = end_marker
         self.first_at: float | None = None
@@ -58,19 +70,26 @@ class _Exchange:
         self.status = 0
         self.keep_body = keep_body  # an error's body is kept whatever this says
         self.body: list[bytes] = []
+        self.head = b""  # the body's first HEAD_BYTES, whatever keep_body says
+        self.watch = watch  # more markers to look for; those found go into `seen`
+        self.seen: set[bytes] = set()
         self.tail = b""  # the end of the last block, for a marker split across two blocks
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def feed(self, data: bytes) -> None:
         if self.keep_body or self.status >= 400:
             self.body.append(data)
-        if self.first_at is not None and self.ended:
+        if len(self.head) < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - len(self.head)]
+        if self.first_at is not None and self.ended and not self.watch:
             return
         window = self.tail + data
         if self.first_at is None and self.marker is not None and self.marker in window:
             self.first_at = time.perf_counter()
         if not self.ended and self.end_marker is not None and self.end_marker in window:
             self.ended = True
+        if self.watch:
+            self.seen.update(m for m in self.watch if m in window)
         self.tail = window[-64:]
 
 
@@ -81,6 +100,7 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._exchange: _Exchange | None = None
+        self._stop_at_marker = False
         self.closed = False
 
     # -- asyncio.Protocol
@@ -103,8 +123,17 @@ class Connection(asyncio.Protocol):
             self._exchange.status = self._parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
-        if self._exchange is not None:
-            self._exchange.feed(body)
+        exchange = self._exchange
+        if exchange is None:
+            return
+        exchange.feed(body)
+        if self._stop_at_marker and exchange.first_at is not None:
+            # The client walks away mid-answer: the connection goes with it.
+            self._exchange = None
+            self.close()
+            self.closed = True
+            if not exchange.done.done():
+                exchange.done.set_result(None)
 
     def on_message_complete(self) -> None:
         exchange, self._exchange = self._exchange, None
@@ -122,11 +151,16 @@ class Connection(asyncio.Protocol):
         marker: bytes | None = None,
         end_marker: bytes | None = None,
         keep_body: bool = False,
+        watch: tuple[bytes, ...] = (),
+        stop_at_marker: bool = False,
     ) -> _Exchange:
-        """Send `request` and read its whole answer."""
+        """Send `request` and read its whole answer; with `stop_at_marker`, only up to the
+        block where `marker` first shows, then the connection is closed (a client that
+        drops the stream)."""
         if self.closed or self._transport is None:
             raise HttpError("connection closed")
-        exchange = self._exchange = _Exchange(marker, end_marker, keep_body)
+        self._stop_at_marker = stop_at_marker
+        exchange = self._exchange = _Exchange(marker, end_marker, keep_body, watch)
         self._transport.write(request)
         await exchange.done
         return exchange

@@ -18,19 +18,24 @@ Both run streaming `POST /v1/responses` (64-chunk answers from the fast fake ups
   turns (a response or conversation item missing), duplicated items, and turns still
   unfinished (`in_progress`) once Loom is idle. All must be 0.
 
-The load generator's and the machine's load are printed too: this machine is shared, so
-a ratio measured while other processes ran says less than one measured on a quiet one.
+Each simulated client is a `bench.client.Client` (raw asyncio, httptools), so the load
+generator costs a fraction of what Loom does (httpx took ~1.7-2 ms of CPU per response).
+The workers phase prints where the CPU went, in ms per response: Loom, PostgreSQL (every
+`postgres` process on the machine, so also other users of that server), the fake
+upstream, the load generator and the rest of the machine; and the bound those figures put
+on the ratio on this machine's cores: cores x L / (L + o), L being Loom's CPU per response
+and o everything else's (once counting this bench's processes only, once with the rest of
+the machine). This machine is shared, so a ratio measured while other processes ran says
+less than one measured on a quiet one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import os
 import random
 import re
-import ssl
 import statistics
 import sys
 import tempfile
@@ -46,6 +51,7 @@ import asyncpg
 import httpx
 import orjson
 
+from bench.client import Client, HttpError, encode_request
 from bench.harness import (
     Service,
     StartupError,
@@ -84,7 +90,42 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time of every PostgreSQL server process on this machine (what the backends of
+    exited connections used is in the postmaster's children's time), from /proc. It counts
+    whatever else uses that server during the run too."""
+    total = 0.0
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_path.read_text()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1 : stat.rindex(")")] != "postgres":
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += sum(int(f) for f in fields[11:15]) / _TICKS
+    return total
+
+
 # -- the load ---------------------------------------------------------------------------
+
+
+def cpu_shares(run: Run) -> dict[str, float]:
+    """CPU ms per response of each part of the machine during `run`: Loom, PostgreSQL, the
+    fake upstream, this load generator, and the rest (other processes on the machine)."""
+    n = max(1, len(run.outcomes))
+    parts = {
+        "Loom": run.loom_cpu,
+        "PostgreSQL": run.postgres_cpu,
+        "upstream": run.upstream_busy * run.wall,
+        "load generator": run.client_busy * run.wall,
+    }
+    parts["rest of the machine"] = max(0.0, run.machine_busy * run.wall - sum(parts.values()))
+    return {name: seconds / n * 1000 for name, seconds in parts.items()}
+
+
+def cpu_split(run: Run) -> str:
+    return ", ".join(f"{name} {ms:.2f}" for name, ms in cpu_shares(run).items())
 
 
 @dataclass
@@ -105,6 +146,7 @@ class Run:
     errors: list[str] = field(default_factory=list)  # transport errors on our side
     wall: float = 0.0
     loom_cpu: float = 0.0
+    postgres_cpu: float = 0.0  # seconds, every PostgreSQL process on the machine
     client_busy: float = 0.0  # this process's CPU over the run, as a share of one core
     upstream_busy: float = 0.0  # the fake upstream's, likewise
     machine_busy: float = 0.0  # every process on the machine, in cores
@@ -115,27 +157,21 @@ class Run:
         return done / self.wall if self.wall else 0.0
 
 
-async def stream_once(
-    http: httpx.AsyncClient, body: bytes, drop: bool, headers: dict[str, str]
-) -> Outcome:
+async def stream_once(client: Client, request: bytes, drop: bool) -> Outcome:
     start = time.perf_counter()
-    outcome = Outcome(status=0, dropped=drop)
-    head = tail = b""  # the stream's first bytes (for the id) and its last ones
-    async with http.stream("POST", "/v1/responses", content=body, headers=headers) as response:
-        outcome.status = response.status_code
-        if response.status_code != 200:
-            await response.aread()
-            return outcome
-        async for block in response.aiter_raw():
-            if outcome.response_id is None:
-                head += block
-                if found := RESPONSE_ID.search(head):
-                    outcome.response_id = found.group(1).decode()
-            tail = tail[-64:] + block  # a marker may straddle two blocks
-            if drop and DELTA in tail:
-                break  # closing the stream here drops the connection mid-answer
-        outcome.completed = COMPLETED in tail
-        outcome.failed = FAILED in tail
+    async with asyncio.timeout(120):
+        answer = await client.send(
+            request, marker=DELTA, end_marker=COMPLETED, watch=(FAILED,), stop_at_marker=drop
+        )
+    outcome = Outcome(status=answer.status, dropped=drop)
+    if answer.status != 200:
+        return outcome
+    if found := RESPONSE_ID.search(answer.head):
+        outcome.response_id = found.group(1).decode()
+    if drop and answer.first_at is None:
+        outcome.dropped = False  # the stream ended before its first delta
+    outcome.completed = answer.ended and not outcome.dropped
+    outcome.failed = FAILED in answer.seen
     outcome.took = time.perf_counter() - start
     return outcome
 
@@ -149,50 +185,38 @@ async def run_load(
     seed: int = 16,
 ) -> Run:
     """`len(bodies)` clients (client i always sends bodies[i]) send streams back to back
-    until `requests` were sent or `seconds` passed; each is dropped with chance `drop`."""
+    until `requests` were sent or `seconds` passed; each is dropped with chance `drop`.
+    Each client is a `bench.client.Client` (one keep-alive connection, requests encoded
+    once, answers parsed by httptools and only scanned for markers), so the load generator
+    costs far less CPU than what it measures."""
     run = Run()
     remaining = requests
     rng = random.Random(seed)
-    headers = {"Content-Type": "application/json"}
+    url = f"{base_url}/v1/responses"
+    requests_raw = [encode_request(url, body) for body in bodies]
+    clients = [Client.for_url(base_url) for _ in bodies]
 
-    # Built before the clock starts, with one TLS context for all: httpx builds one per
-    # client otherwise (~30 ms each), which stalled this process's loop for seconds.
-    clients = [
-        httpx.AsyncClient(
-            base_url=base_url,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            timeout=httpx.Timeout(120.0, connect=10.0),
-            trust_env=False,
-            verify=_tls(),
-        )
-        for _ in bodies
-    ]
-
-    async def client(http: httpx.AsyncClient, body: bytes) -> None:
+    async def client(http: Client, request: bytes) -> None:
         nonlocal remaining
         while remaining > 0 and time.perf_counter() < deadline:
             remaining -= 1
             try:
-                run.outcomes.append(await stream_once(http, body, rng.random() < drop, headers))
-            except httpx.HTTPError as exc:
+                run.outcomes.append(await stream_once(http, request, rng.random() < drop))
+            except (HttpError, OSError, TimeoutError) as exc:
                 run.errors.append(f"{type(exc).__name__}: {exc}")
 
     deadline = time.perf_counter() + seconds
     start, cpu = time.perf_counter(), time.process_time()
     try:
         await asyncio.gather(
-            *(client(http, body) for http, body in zip(clients, bodies, strict=True))
+            *(client(http, raw) for http, raw in zip(clients, requests_raw, strict=True))
         )
     finally:
         run.wall = time.perf_counter() - start
         run.client_busy = (time.process_time() - cpu) / run.wall if run.wall else 0.0
-        await asyncio.gather(*(http.aclose() for http in clients))
+        for http in clients:
+            http.close()
     return run
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    return ssl.create_default_context()
 
 
 def stream_body(conversation: str | None = None) -> bytes:
@@ -238,9 +262,10 @@ def measure_streams(loom: Service, upstream: Service, args: argparse.Namespace) 
     bodies = [stream_body()] * args.concurrency
     warm_up(loom, args)
     cpu, upstream_cpu = tree_cpu_seconds(loom.proc.pid), upstream.cpu_seconds()
-    machine = machine_busy_seconds()
+    machine, postgres = machine_busy_seconds(), postgres_cpu_seconds()
     run = asyncio.run(run_load(loom.base_url, bodies, args.requests, args.seconds))
     run.loom_cpu = tree_cpu_seconds(loom.proc.pid) - cpu
+    run.postgres_cpu = postgres_cpu_seconds() - postgres
     run.upstream_busy = (upstream.cpu_seconds() - upstream_cpu) / run.wall
     run.machine_busy = (machine_busy_seconds() - machine) / run.wall
     return run
@@ -266,18 +291,34 @@ def workers_phase(upstream: Service, tmp: Path, args: argparse.Namespace) -> boo
             bad = sum(o.status >= 500 or o.failed for o in run.outcomes) + len(run.errors)
             completed = [o.took for o in run.outcomes if o.completed]
             p50 = statistics.median(completed) * 1000 if completed else float("nan")
-            cpu_ms = run.loom_cpu / max(1, len(run.outcomes)) * 1000
             label = "1 process" if workers == 1 else f"{workers} workers"
             print(
                 f"  {label:>10}: {run.rps:6.1f} responses/s, total p50 {p50:6.1f} ms,"
-                f" Loom CPU {cpu_ms:5.2f} ms/response, errors {bad},"
-                f" load generator {run.client_busy:.0%} and upstream {run.upstream_busy:.0%}"
-                f" of a core, machine {run.machine_busy:.2f} of {os.cpu_count()} cores busy"
+                f" errors {bad}, machine {run.machine_busy:.2f} of {os.cpu_count()} cores busy"
             )
+            print("             CPU ms per response: " + cpu_split(run))
+            if run.errors:
+                print(f"             transport errors e.g. {run.errors[0]}")
     if any(run.client_busy >= 0.85 for run in results.values()):
         print("  the load generator was >= 85% busy: the ratio is bounded by the client")
     if results[1].machine_busy >= 0.9 * (os.cpu_count() or 1):
         print("  the machine's cores were all busy with one process: a second has little to use")
+    shares = cpu_shares(results[1])
+    loom = shares.pop("Loom")
+    if loom:
+        # One process runs on one core at most; two share the machine's cores with the rest.
+        cores = os.cpu_count() or 1
+        print(
+            f"  bound on the ratio from the 1-process run ({cores} cores): {cores}L / (L + o),"
+            " L = Loom's CPU per response, o = the rest's:"
+        )
+        rest = shares.pop("rest of the machine")
+        for what, o in (
+            ("this bench's processes", sum(shares.values())),
+            ("with the rest of the machine", sum(shares.values()) + rest),
+        ):
+            bound = min(float(cores), cores * loom / (loom + o))
+            print(f"    o = {what}: {cores} x {loom:.2f} / ({loom:.2f} + {o:.2f}) = {bound:.2f}x")
     ratio = results[2].rps / results[1].rps if results[1].rps else 0.0
     verdict = "ok" if ratio >= WORKERS_TARGET else f"BELOW {WORKERS_TARGET}"
     print(f"  ratio 2 workers / 1 process: {ratio:.2f}x ({verdict})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 
@@ -12,6 +13,7 @@ from loom.store.migrations import MIGRATIONS
 from loom.store.retrieval_schema import PG_FULL_TEXT_INDEX, SQLITE_SEARCH_TABLE_PREFIXES
 from loom.store.schema import conversations, metadata, schema_migrations
 from tests.store.helpers import new_id
+from tests.support.pg import PgDatabases
 
 ALL_MIGRATIONS = [fn.__name__ for fn in MIGRATIONS]
 
@@ -135,3 +137,28 @@ async def test_write_commits_or_rolls_back_as_a_whole(db: Database, owner: str) 
         await conn.execute(sa.insert(conversations).values(row))
     async with db.read() as conn:
         assert (await conn.execute(mine)).scalars().all() == [row["id"]]
+
+
+@pytest.mark.postgresql
+async def test_a_pooled_connection_the_server_closed_is_replaced(
+    pg_url: str, pg_databases: PgDatabases
+) -> None:
+    """The pool checks a connection without a round trip (no pre-ping): one the server
+    ended while it sat in the pool is replaced, and the query on it succeeds."""
+    db = await Database.connect(pg_url)
+    try:
+        async with db.read() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+        closed = asyncio.Event()
+        raw.add_termination_listener(lambda _conn: closed.set())
+        admin = await asyncpg.connect(pg_databases.admin_dsn(), timeout=5)
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", raw.get_server_pid())
+        finally:
+            await admin.close()
+        await asyncio.wait_for(closed.wait(), 10)
+        async with db.read() as conn:
+            assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
+            assert (await conn.get_raw_connection()).driver_connection is not raw
+    finally:
+        await db.close()

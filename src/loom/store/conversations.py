@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from pysqlite3 import dbapi2 as pysqlite3
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -51,6 +52,8 @@ async def _append_in(
     conn: AsyncConnection, owner: str, conversation_id: str, items: list[Json]
 ) -> int | None:
     """`append_items_in`, giving the first item's position (None: not this owner's)."""
+    if conn.dialect.name == "postgresql" and items:
+        return await _append_pg(conn, owner, conversation_id, items)
     bump = (
         sa.update(conv_t)
         .where(conv_t.c.owner == owner, conv_t.c.id == conversation_id)
@@ -80,6 +83,48 @@ async def _append_in(
             f"an item id is already in conversation {conversation_id!r}"
         ) from exc
     return start
+
+
+# PostgreSQL: the position bump and the item rows in one statement, one round trip. The
+# UPDATE row-locks the conversation as the two-statement form does, so concurrent turns
+# still land as contiguous blocks; with no conversation row, no item is inserted.
+_PG_APPEND = sa.text(
+    f"""
+    WITH bump AS (
+        UPDATE {conv_t.name} SET next_position = next_position + :count
+        WHERE owner = :owner AND id = :id
+        RETURNING next_position
+    ), added AS (
+        INSERT INTO {items_t.name} (conversation_id, position, item_id, owner, item)
+        SELECT :id, bump.next_position - :count + new.ord - 1, new.item_id, :owner, new.item
+        FROM bump, unnest(:item_ids, :texts) WITH ORDINALITY AS new(item_id, item, ord)
+        RETURNING 1
+    )
+    SELECT next_position - :count FROM bump
+    """
+).bindparams(
+    sa.bindparam("count", type_=sa.BigInteger),
+    sa.bindparam("item_ids", type_=postgresql.ARRAY(sa.Text)),
+    sa.bindparam("texts", type_=postgresql.ARRAY(sa.Text)),
+)
+
+
+async def _append_pg(
+    conn: AsyncConnection, owner: str, conversation_id: str, items: list[Json]
+) -> int | None:
+    params = {
+        "count": len(items),
+        "owner": owner,
+        "id": conversation_id,
+        "item_ids": [item["id"] for item in items],
+        "texts": [dump_json(item) for item in items],
+    }
+    try:
+        return (await conn.execute(_PG_APPEND, params)).scalar_one_or_none()
+    except IntegrityError as exc:
+        raise DuplicateIdError(
+            f"an item id is already in conversation {conversation_id!r}"
+        ) from exc
 
 
 @functools.cache

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from loom.observability.metrics import DB_LATENCY
@@ -58,8 +59,8 @@ class Database:
             self._write_lock = asyncio.Lock()
             database = engine.url.database or ""
             uri = database.startswith("file:")
-            self.committer = GroupCommitter(database, uri, self._write_lock)
-            self.reader = SqliteReader(database, uri)
+            self.committer = GroupCommitter(database, uri, self._write_lock, _WRITE_LATENCY.observe)
+            self.reader = SqliteReader(database, uri, _READ_LATENCY.observe)
 
     @classmethod
     async def connect(cls, url: str) -> Database:
@@ -75,7 +76,6 @@ class Database:
         else:
             engine = create_async_engine(
                 sa_url,
-                pool_pre_ping=True,
                 # SQLAlchemy's default keeps 5 connections and closes the other 10 each time
                 # they are returned: under load every turn's save opened a new connection
                 # (TLS attempt, authentication, start-up). Keep enough for a busy process;
@@ -83,6 +83,7 @@ class Database:
                 pool_size=PG_POOL_SIZE,
                 max_overflow=PG_POOL_OVERFLOW,
             )
+            event.listen(engine.sync_engine.pool, "checkout", _drop_closed)
         try:
             async with engine.connect() as conn:
                 await conn.exec_driver_sql("SELECT 1")
@@ -144,6 +145,15 @@ class Database:
         if self.reader is not None:
             await self.reader.close()
         await self.engine.dispose()
+
+
+def _drop_closed(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled PostgreSQL connection that the server closed (a restart, an idle timeout,
+    pg_terminate_backend) is replaced at checkout. asyncpg notices the closed socket by
+    itself, so this costs no round trip, where SQLAlchemy's `pool_pre_ping` sends three
+    (BEGIN, a ping, ROLLBACK) on every checkout: a conversation turn checks out twice."""
+    if dbapi_conn.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this connection")
 
 
 def _async_url(url: URL) -> URL:

@@ -18,6 +18,7 @@ busy_timeout, as everywhere else.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -42,9 +43,16 @@ def qmark_sql(
 
 
 class GroupCommitter:
-    def __init__(self, path: str, uri: bool, write_lock: asyncio.Lock) -> None:
+    def __init__(
+        self,
+        path: str,
+        uri: bool,
+        write_lock: asyncio.Lock,
+        observe: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
         self._path, self._uri = path, uri
         self._lock = write_lock
+        self._observe = observe  # the seconds of each group transaction, lock wait included
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="loom-sqlite-commit")
         self._conn: Any = None  # opened, used and closed on the executor's thread only
         self._pending: list[tuple[Job, asyncio.Future]] = []
@@ -67,6 +75,7 @@ class GroupCommitter:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
+                started = time.perf_counter()
                 async with self._lock:
                     try:
                         outcomes = await loop.run_in_executor(
@@ -74,6 +83,7 @@ class GroupCommitter:
                         )
                     except BaseException as exc:  # BEGIN or COMMIT failed: nothing is kept
                         outcomes = [(False, exc)] * len(batch)
+                self._observe(time.perf_counter() - started)
                 self.batches += 1
                 self.saves += len(batch)
                 for (_, future), (ok, value) in zip(batch, outcomes, strict=True):

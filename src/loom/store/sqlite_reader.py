@@ -12,6 +12,7 @@ statements opens a transaction itself.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,14 +21,22 @@ from loom.store import sqlite_driver
 
 
 class SqliteReader:
-    def __init__(self, path: str, uri: bool) -> None:
+    def __init__(
+        self, path: str, uri: bool, observe: Callable[[float], None] = lambda seconds: None
+    ) -> None:
         self._path, self._uri = path, uri
+        self._observe = observe  # the seconds of each read, the thread hop included
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="loom-sqlite-read")
         self._conn: Any = None  # opened, used and closed on the executor's thread only
 
     async def run(self, read: Callable[[Any], Any]) -> Any:
         """`read(connection)`'s result, run on the reader's thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, read)
+        started = time.perf_counter()
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self._run, read)
+        finally:
+            self._observe(time.perf_counter() - started)
 
     def _run(self, read: Callable[[Any], Any]) -> Any:
         if self._conn is None:
