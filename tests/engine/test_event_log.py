@@ -31,6 +31,15 @@ class SlowStore:
         self.appended.append([seq for seq, _ in frames])
 
 
+async def _let_tasks_run(turns: int) -> None:
+    """Let the event loop run `turns` rounds of whatever is ready (no time passes)."""
+    loop = asyncio.get_running_loop()
+    for _ in range(turns):
+        turn = loop.create_future()
+        loop.call_soon(turn.set_result, None)
+        await turn
+
+
 async def test_publishing_does_not_wait_for_a_slow_write():
     store = SlowStore()
     local: list[tuple[int, int]] = []
@@ -50,3 +59,23 @@ async def test_publishing_does_not_wait_for_a_slow_write():
     assert sorted(seq for batch in store.appended[1:] for seq in batch) + [
         seq for seq, _ in rest
     ] == [4, 5]
+
+
+async def test_a_held_writer_gathers_until_released():
+    """While held (a stream's first token is on its way) nothing is published or stored;
+    on release what gathered goes out together."""
+    store = SlowStore()
+    store.release.set()
+    local: list[tuple[int, int]] = []
+    writer = EventLogWriter(store, "resp_x", 0.0, lambda first, f: local.append((first, len(f))))
+    writer.hold()
+    writer.start()
+    writer.add(2, b"two")
+    writer.add(3, b"three")
+    await _let_tasks_run(20)  # every chance the writer's tasks could want
+    assert store.published == [] and store.appended == [] and local == []
+    writer.release()
+    await asyncio.wait_for(store.sent.wait(), 10)
+    assert store.published == [[2, 3]] and local == [(2, 2)]
+    rest = await writer.take_rest()
+    assert [seq for batch in store.appended for seq in batch] + [s for s, _ in rest] == [2, 3]

@@ -5,12 +5,16 @@ are written in batches."""
 from __future__ import annotations
 
 import asyncio
+import uuid
+
+import pytest
 
 from loom.api.sse import typed_event_bytes
 from loom.engine.event_fold import frame_event
 from loom.engine.event_log import EventLogWriter
 from loom.engine.settle import end_cancelled_in
-from loom.store import Stores
+from loom.store import DuplicateIdError, Stores
+from loom.store.background import JOBS_CHANNEL
 
 
 def _response(rid: str) -> dict:
@@ -95,3 +99,33 @@ async def test_event_writer_batches(stores: Stores, owner: str):
     assert len(published) == 1 and published[0][0] == 1 and len(published[0][1]) == 200
     rows = await stores.background.events_after(rid, 0)
     assert [seq for seq, _ in rows] == list(range(1, 201))
+
+
+async def test_create_is_one_statement_that_announces_only_unclaimed_work(
+    stores: Stores, owner: str, db_url: str
+):
+    """On PostgreSQL the create commits on its own: work nobody claimed is announced on
+    `loom_jobs` at its commit, claimed work is not, a taken id is refused, and the commit
+    that skipped the wait for the disk leaves the pooled connection's setting alone."""
+    if stores.db.dialect_name != "postgresql":
+        pytest.skip("LISTEN/NOTIFY and synchronous_commit are PostgreSQL's")
+    import asyncpg
+
+    listener = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(JOBS_CHANNEL, lambda *args: heard.put_nowait(args[3]))
+    try:
+        tag = uuid.uuid4().hex[:8]
+        await _queue(stores, owner, f"resp_claimed_{tag}", lease_owner="replica_a")
+        await _queue(stores, owner, f"resp_queued_{tag}")
+        assert await asyncio.wait_for(heard.get(), 10) == f"resp_queued_{tag}"
+        assert heard.empty()  # the claimed one was not announced (NOTIFYs come in order)
+        with pytest.raises(DuplicateIdError):
+            await _queue(stores, owner, f"resp_queued_{tag}")
+        job = await stores.background.job(owner, f"resp_claimed_{tag}")
+        assert job is not None and job["state"] == "running"
+        async with stores.db.engine.connect() as conn:
+            setting = (await conn.exec_driver_sql("SHOW synchronous_commit")).scalar()
+        assert setting == "on"
+    finally:
+        await listener.close()

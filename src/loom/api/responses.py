@@ -91,9 +91,11 @@ async def create_response(
     if req.background:  # `events` is never started: the background runner runs the turn
         prepared, _, _ = await begin_turn(svc, who, req)
         # A replica that is shutting down queues the work for another one.
-        run = await svc.background.start(prepared, who, body, claim=not svc.replica.draining)
+        run = await svc.background.start(
+            prepared, who, body, claim=not svc.replica.draining, streamed=bool(req.stream)
+        )
         if req.stream:
-            return sse_response(run.frames_from(0))
+            return turn_stream_response(run.frames_from(0))
         return OrjsonResponse({**prepared.turn.response, "status": "queued", "output": []})
     admission = svc.turns.admit()  # a 429 at once when this process is full
     try:

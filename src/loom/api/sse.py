@@ -3,8 +3,10 @@
 A turn's stream (`turn_stream_response`) is written straight through ASGI `send`: a turn
 runs to its end whatever the client does, so its stream ends on its own and needs none of
 Starlette's per-response machinery (a task and a cancel scope listening for the client's
-disconnect). Streams that could outlive their client (following a background response)
-keep `sse_response`, which stops when the client leaves.
+disconnect). So is the stream of the client that created a background response: its
+frames are in memory and end with the run. Streams that follow a stored background
+response (reading the event log, which costs queries) keep `sse_response`, which stops
+when the client leaves.
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ log = logging.getLogger("loom.engine")
 
 Serialize = Callable[[Event], bytes]
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+HOLD_SECONDS = 0.05  # the longest the event log waits for a stream's first token
 
 
 @dataclass
@@ -63,6 +64,13 @@ class LocalRun:
     for the event log's writes. The log catches up within the flush interval. If this
     process dies in between, that client may hold events the log lost; `resume.follow`
     then ends its resumed stream right after what it saw.
+
+    When that client streams (`streamed`), the turn waits, once, for its stream to take
+    the first delta: a fast model's answer is often all buffered by then, and the turn
+    would otherwise build every event before the stream could send its first token. Until
+    then (at most `HOLD_SECONDS` after the create), the event log's writer gathers events
+    without writing or publishing them, so its database work does not delay that token
+    either; it catches up at once after.
     """
 
     prepared: PreparedTurn
@@ -78,7 +86,10 @@ class LocalRun:
     pump: asyncio.Task | None = None
     task: asyncio.Task | None = None
     stored: asyncio.Event = field(default_factory=asyncio.Event)  # its rows are committed
+    streamed: bool = False  # the client that created it reads `frames_from`
+    taken: int = 0  # how many frames a stream has taken
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _took: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def response_id(self) -> str:
@@ -86,9 +97,23 @@ class LocalRun:
 
     def push(self, seq: int, frame: bytes, to_log: bool = True) -> None:
         self.frames.append(frame)
+        self._changed.set()  # the stream's turn first, then the writer's tasks
         if to_log:
             self.writer.add(seq, frame)
-        self._changed.set()
+
+    async def handed_over(self, timeout: float = 0.1) -> None:
+        """Wait until a stream has taken the frames pushed so far, if the creating client
+        streams; at most `timeout` (its stream may be gone, or never start). Then the
+        event log's writer goes on."""
+        if not self.streamed:
+            return
+        target = len(self.frames)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self.taken < target:
+                    self._took.clear()
+                    await self._took.wait()
+        self.writer.release()
 
     def end(self) -> None:
         self.ended = True
@@ -101,7 +126,8 @@ class LocalRun:
         while True:
             if index < len(self.frames):
                 chunk = b"".join(self.frames[index:])
-                index = len(self.frames)
+                index = self.taken = len(self.frames)
+                self._took.set()
                 yield chunk
                 continue
             if self.ended:
@@ -167,16 +193,23 @@ class BackgroundRunner:
         return run
 
     async def start(
-        self, prepared: PreparedTurn, owner: str, body: dict[str, Any], claim: bool = True
+        self,
+        prepared: PreparedTurn,
+        owner: str,
+        body: dict[str, Any],
+        claim: bool = True,
+        streamed: bool = False,
     ) -> LocalRun:
         """Store a new background response and run it here. The model call starts while
         the first rows are being written, so background mode adds no wait for the model.
         The turn's events wait for the commit (`stored`): the stream starts only once every
         replica knows the response, and a fast model's chunks would otherwise keep this
-        event loop busy while the commit's replies wait."""
+        event loop busy while the commit's replies wait. `streamed`: the caller streams
+        `frames_from(0)` to the client."""
         response = prepared.turn.response
         prelude = queued_prelude(response, self.serialize)
         run = self._new_run(prepared, owner)
+        run.streamed = streamed
         for seq, frame in prelude:
             run.push(seq, frame, to_log=False)
         if claim:
@@ -198,6 +231,9 @@ class BackgroundRunner:
             raise
         run.stored.set()
         if claim:
+            if streamed:
+                run.writer.hold()
+                asyncio.get_running_loop().call_later(HOLD_SECONDS, run.writer.release)
             self._supervise(run)
         else:
             run.end()
@@ -247,6 +283,7 @@ class BackgroundRunner:
         """Consume the turn. Its own `response.created` is dropped (the prelude has one)
         and its sequence numbers move up by one for the `response.queued` before them."""
         events = run_turn(run.prepared.turn)
+        flushed = False  # whether the first delta has been handed to the stream
         try:
             async for event in events:
                 if event["type"] == "response.created":
@@ -259,6 +296,9 @@ class BackgroundRunner:
                 if not run.stored.is_set():  # the model's first chunk came before the commit
                     await run.stored.wait()
                 run.push(seq, self.serialize(event))
+                if not flushed and event["type"].endswith(".delta"):
+                    flushed = True
+                    await run.handed_over()
         except Exception as exc:  # the upstream refused the first call, before any event
             run.error = exc
         finally:

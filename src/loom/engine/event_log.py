@@ -13,6 +13,9 @@ A follower on another replica thus gets an event one NOTIFY after it is made, ho
 long the writes take; one that finds a gap (it joined between a NOTIFY and the write of
 its events) reads the log, which the next write wakes it for. `take_rest` stops both and
 hands back what was not yet stored, for the turn's final transaction.
+
+`hold` keeps both tasks asleep until `release`: while a stream's first token is on its
+way, their database work would only delay it (see `background.LocalRun`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class EventLogWriter:
         self._publisher: asyncio.Task | None = None
         self._closing = False
         self._unsent = False  # some frames went by no NOTIFY: the next write wakes followers
+        self._held = False
         self.writes = 0  # how many batches were stored (the benchmark reads it)
 
     def start(self) -> None:
@@ -57,8 +61,20 @@ class EventLogWriter:
     def add(self, seq: int, frame: bytes) -> None:
         self._pending.append((seq, frame))
         self._unpublished.append((seq, frame))
-        self._store_wake.set()
-        self._publish_wake.set()
+        if not self._held:
+            self._store_wake.set()
+            self._publish_wake.set()
+
+    def hold(self) -> None:
+        """Gather new frames without waking the tasks, until `release`."""
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            if self._pending or self._unpublished:
+                self._store_wake.set()
+                self._publish_wake.set()
 
     async def _publish_loop(self) -> None:
         while True:

@@ -124,33 +124,33 @@ class BackgroundStore:
         first events, together. A claimed response is stored `in_progress` (its model call
         is starting), so lists and status filters see it as it is."""
         stored = {**response, "status": "in_progress"} if lease_owner else response
-        async with self.db.write() as conn:
-            await relaxed_commit_in(conn)
-            if conn.dialect.name == "postgresql":
-                # One statement: this commit is on the way to a background stream's first
-                # token, and each statement is a round trip (~10 ms -> ~2 ms on a busy host).
-                values = (
-                    response["id"],
-                    owner,
-                    float(response.get("created_at") or 0),
-                    stored["status"],
-                    response.get("model"),
-                    response.get("previous_response_id"),
-                    conversation_id,
-                    _json(stored),
-                    _json(input_items),
-                    "running" if lease_owner else "queued",
-                    _json(request),
-                    lease_owner,
-                    time.time() + lease_seconds if lease_owner else None,
-                    [seq for seq, _ in prelude],
-                    [frame for _, frame in prelude],
-                )
+        if self.db.dialect_name == "postgresql":
+            # One statement, committed on its own (no BEGIN, SET, COMMIT round trips): this
+            # commit is on the way to a background stream's first token. It commits without
+            # waiting for the disk, as the event log's batches do (`relaxed_commit_in`).
+            values = (
+                response["id"],
+                owner,
+                float(response.get("created_at") or 0),
+                stored["status"],
+                response.get("model"),
+                response.get("previous_response_id"),
+                conversation_id,
+                _json(stored),
+                _json(input_items),
+                "running" if lease_owner else "queued",
+                _json(request),
+                lease_owner,
+                time.time() + lease_seconds if lease_owner else None,
+                [seq for seq, _ in prelude],
+                [frame for _, frame in prelude],
+            )
+            async with self.db.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 if not (await conn.exec_driver_sql(_CREATE_PG, values)).scalar():
                     raise DuplicateIdError(f"response id {response['id']!r} is taken")
-                if lease_owner is None:
-                    await notify_in(conn, JOBS_CHANNEL, response["id"])
-                return
+            return
+        async with self.db.write() as conn:
             await upsert_response_in(conn, owner, stored, input_items, conversation_id)
             await conn.execute(
                 sa.insert(jobs_t).values(
@@ -299,6 +299,9 @@ def _json(value: Any) -> str:
 
 # A new background response, its job and its first events, in one statement (PostgreSQL;
 # the data-modifying CTEs all run to completion, and insert nothing if the id is taken).
+# Run on its own, the statement is its own transaction: `set_config(..., true)` makes that
+# transaction's commit skip the wait for the disk (as SET LOCAL would in a block), and a
+# job nobody claimed (no lease owner) is announced on `loom_jobs` when it commits.
 _CREATE_PG = """
 WITH r AS (
   INSERT INTO responses (id, owner, created_at, status, model, previous_response_id,
@@ -315,8 +318,11 @@ WITH r AS (
   INSERT INTO response_events (response_id, seq, frame)
   SELECT r.id, u.seq, u.frame FROM r, unnest($14::integer[], $15::bytea[]) AS u(seq, frame)
   RETURNING seq
+), n AS (
+  SELECT pg_notify('loom_jobs', id) FROM r WHERE $12::text IS NULL
 )
-SELECT count(*) FROM r
+SELECT (SELECT count(*) FROM r), set_config('synchronous_commit', 'off', true),
+       (SELECT count(*) FROM n)
 """
 
 
