@@ -101,14 +101,16 @@ async def test_event_writer_batches(stores: Stores, owner: str):
     assert [seq for seq, _ in rows] == list(range(1, 201))
 
 
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgresql)], indirect=False
+)
 async def test_create_is_one_statement_that_announces_only_unclaimed_work(
     stores: Stores, owner: str, db_url: str
 ):
     """On PostgreSQL the create commits on its own: work nobody claimed is announced on
     `loom_jobs` at its commit, claimed work is not, a taken id is refused, and the commit
     that skipped the wait for the disk leaves the pooled connection's setting alone."""
-    if stores.db.dialect_name != "postgresql":
-        pytest.skip("LISTEN/NOTIFY and synchronous_commit are PostgreSQL's")
+    assert stores.db.dialect_name == "postgresql"  # LISTEN/NOTIFY, synchronous_commit
     import asyncpg
 
     listener = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
