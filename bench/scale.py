@@ -76,35 +76,36 @@ def load() -> str:
     return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children (uvicorn's workers), from /proc."""
-    total = 0.0
+def _process_stats() -> Iterator[tuple[int, str, list[str]]]:
+    """Each process on the machine: its pid, its name and the fields of /proc/<pid>/stat
+    after the name (the list starts at field 3, state)."""
     for stat_path in Path("/proc").glob("[0-9]*/stat"):
         try:
             stat = stat_path.read_text()
-        except OSError:
+        except OSError:  # it exited meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(stat_path.parent.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / _TICKS
-    return total
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        yield int(stat_path.parent.name), name, stat[stat.rindex(")") + 2 :].split()
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (uvicorn's workers), from /proc."""
+    return sum(
+        (int(fields[11]) + int(fields[12])) / _TICKS
+        for proc_pid, _, fields in _process_stats()
+        if proc_pid == pid or int(fields[1]) == pid
+    )
 
 
 def postgres_cpu_seconds() -> float:
     """CPU time of every PostgreSQL server process on this machine (what the backends of
     exited connections used is in the postmaster's children's time), from /proc. It counts
     whatever else uses that server during the run too."""
-    total = 0.0
-    for stat_path in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            stat = stat_path.read_text()
-        except OSError:
-            continue
-        if stat[stat.index("(") + 1 : stat.rindex(")")] != "postgres":
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += sum(int(f) for f in fields[11:15]) / _TICKS
-    return total
+    return sum(
+        sum(int(f) for f in fields[11:15]) / _TICKS
+        for _, name, fields in _process_stats()
+        if name == "postgres"
+    )
 
 
 # -- the load ---------------------------------------------------------------------------
