@@ -12,6 +12,7 @@ running after the grace period are stopped and stored `failed`.
 Admission lives here too, since the runner is what knows when a turn ends: past
 `max_in_flight` turns running in this process, `admit` refuses a new one at once with a
 429 and `Retry-After` (nothing queues), so the turns already admitted keep their pace.
+Past its first token, a streamed turn yields to those before theirs (`first_token_priority`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from loom.engine.events import Event
+from loom.engine.first_token_priority import Pacer
 from loom.engine.turn_setup import PreparedTurn
 from loom.errors import RateLimitError
 from loom.store import DuplicateIdError, Stores
@@ -145,7 +147,8 @@ class Admission:
 
 
 class TurnRunner:
-    def __init__(self, max_in_flight: int = 0) -> None:
+    def __init__(self, max_in_flight: int = 0, pacer: Pacer | None = None) -> None:
+        self.pacer = pacer or Pacer()
         self._tasks: set[asyncio.Task] = set()
         self._waiting: set[asyncio.Task] = set()  # turns awaiting their next event
         self._stopping = False
@@ -235,13 +238,15 @@ class TurnRunner:
         """Run the turn, queueing each serialized event. An error before the first event is
         queued as is, for `stream` to raise; after it, the stream still ends with exactly
         one terminal event, whatever failed. At shutdown (`aclose`) a turn still waiting
-        for its next event is stopped, and ends `failed`, stored as such."""
+        for its next event is stopped, and ends `failed`, stored as such. Past its first
+        delta, the turn parks whenever the pacer's budget for this pass is spent."""
         first: Event | None = None
         last: Event | None = None  # the one piece of bookkeeping per event
         ended = False
         flushed = False  # whether the first delta has been let out
         task = asyncio.current_task()
         assert task is not None
+        pacer = self.pacer
         turn = aiter(events)
         try:
             while True:
@@ -255,10 +260,15 @@ class TurnRunner:
                 if event["type"] in TERMINAL:
                     await _persist_terminal(event, persist)
                     ended = True
+                    if pacer.spent():  # the save may release many turns at once
+                        await pacer.park()
                 queue.put_nowait(serialize(event))
                 first = first or event
                 last = event
-                if not flushed and event["type"].endswith(".delta"):
+                if flushed:
+                    if not ended and pacer.spent():
+                        await pacer.park()
+                elif event["type"].endswith(".delta"):
                     # When the upstream's answer is already all buffered, this loop would
                     # run the whole turn before the reader could send a byte: let the
                     # first token go out now, once per turn.
