@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import types
 from collections.abc import AsyncIterator
 from typing import Any
 
 from loom.engine.first_token_priority import Pacer
 from loom.engine.turn_runner import TurnRunner
 from tests.support.stream_validator import parse_sse
+
+
+@types.coroutine
+def next_pass():
+    """Let the event loop run one pass: a bare yield to the task, which is rescheduled at
+    the end of the ready queue. Nothing here waits for time."""
+    yield
 
 
 def _ticking_pacer(budget: int, per_pass: int) -> Pacer:
@@ -32,7 +40,7 @@ async def _passes(count: int, seen: list, log: list) -> None:
     """One hop per event-loop pass, noting how much paced work ran in each pass."""
     for _ in range(count):
         before = len(log)
-        await asyncio.sleep(0)
+        await next_pass()
         seen.append(len(log) - before)
 
 
@@ -88,7 +96,7 @@ async def test_a_cancelled_parked_task_does_not_hold_up_the_others():
 
     first = asyncio.create_task(park_then_note(0))
     others = [asyncio.create_task(park_then_note(n)) for n in (1, 2)]
-    await asyncio.sleep(0)  # all three are parked now
+    await next_pass()  # all three are parked now
     first.cancel()
     await asyncio.gather(*others)
     assert done == [1, 2]
@@ -135,7 +143,7 @@ async def _priority_run(pacer: Pacer) -> tuple[list, list, list]:
     marks: list = []
     long = asyncio.create_task(_first_delta_and_rest(runner, "resp_long", 2000, marks))
     while not marks:  # the long turn is past its first token: now a new one comes
-        await asyncio.sleep(0)
+        await next_pass()
     new = asyncio.create_task(_first_delta_and_rest(runner, "resp_new", 3, marks))
     return marks, await long, await new
 
@@ -176,12 +184,12 @@ async def _turns_released_by_one_save(pacer: Pacer, turns: int) -> list[int]:
 
     readers = [asyncio.create_task(read(n)) for n in range(turns)]
     while len(waiting) < turns:
-        await asyncio.sleep(0)
+        await next_pass()
     saved.set()
     per_pass: list[int] = []
     while len(ended) < turns:
         before = len(ended)
-        await asyncio.sleep(0)
+        await next_pass()
         per_pass.append(len(ended) - before)
     await asyncio.gather(*readers)
     return per_pass
