@@ -8,7 +8,10 @@ replaces the record, which is what a response saved more than once needs (backgr
 responses, saved when created and again when they finish, once they exist).
 `chain` walks `previous_response_id` links with one recursive query. On SQLite a turn is
 saved by the group committer (group_commit.py), in one transaction with the other turns
-that finish at the same time.
+that finish at the same time. On PostgreSQL it is one statement, sent without BEGIN and
+COMMIT (one round trip where a transaction took three, four with a conversation): the
+upsert alone for a plain turn, else a call of `loom_save_turn` (migration m006), which
+raises rather than write half a turn, its SQLSTATE saying which error that is.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loom.store.columns import dump_json
-from loom.store.conversations import append_items_in, append_items_sync
+from loom.store.conversations import append_items_sync
 from loom.store.db import Database
 from loom.store.errors import DuplicateIdError
 from loom.store.group_commit import qmark_sql
@@ -74,13 +78,10 @@ class ResponseStore:
                 )
             )
             return
-        async with self._db.write() as conn:
-            await _upsert(conn, owner, response, input_items, conversation_id)
-            # Last, so the conversation row stays locked for as short a time as possible.
-            if conversation_id is not None and not await append_items_in(
-                conn, owner, conversation_id, conversation_items or []
-            ):
-                raise LookupError(f"conversation {conversation_id!r} not found")
+        async with self._db.write_statement() as conn:
+            await _save_turn_pg(
+                conn, owner, response, input_items, conversation_id, conversation_items or []
+            )
 
     async def get(self, owner: str, id: str) -> Json | None:
         """`{"response", "input_items", "conversation_id"}`, or None."""
@@ -205,6 +206,49 @@ def _upsert_statement(dialect: str) -> sa.Insert:
         # Never overwrite another owner's response; no row comes back then.
         where=resp_t.c.owner == stmt.excluded.owner,
     ).returning(resp_t.c.seq)
+
+
+# PostgreSQL: `loom_save_turn` (migrations.py, m006), and the SQLSTATEs it raises.
+_PG_SAVE_TURN = sa.text(
+    "SELECT loom_save_turn(:id, :owner, :created_at, :status, :model, :previous_response_id,"
+    " :conversation_id, :response, :input_items, :item_ids, :items)"
+)
+_PG_TAKEN = "LM409"
+_PG_NO_CONVERSATION = "LM404"
+_PG_UNIQUE_VIOLATION = "23505"  # an item id already in the conversation
+
+
+async def _save_turn_pg(
+    conn: AsyncConnection,
+    owner: str,
+    response: Json,
+    input_items: list[Json],
+    conversation_id: str | None,
+    conversation_items: list[Json],
+) -> None:
+    """`save_turn` as one statement on an autocommit PostgreSQL connection. Without a
+    conversation that is the upsert itself, which costs the server less than the call."""
+    if conversation_id is None:
+        await _upsert(conn, owner, response, input_items, None)
+        return
+    params = _row(owner, response, input_items, conversation_id)
+    for name in _JSON_COLUMNS:
+        params[name] = dump_json(params[name])
+    params["item_ids"] = [item["id"] for item in conversation_items]
+    params["items"] = [dump_json(item) for item in conversation_items]
+    try:
+        await conn.execute(_PG_SAVE_TURN, params)
+    except DBAPIError as exc:
+        code = getattr(exc.orig, "sqlstate", None)
+        if code == _PG_TAKEN:
+            raise DuplicateIdError(f"response id {response['id']!r} is taken") from exc
+        if code == _PG_NO_CONVERSATION:
+            raise LookupError(f"conversation {conversation_id!r} not found") from exc
+        if code == _PG_UNIQUE_VIOLATION:
+            raise DuplicateIdError(
+                f"an item id is already in conversation {conversation_id!r}"
+            ) from exc
+        raise
 
 
 _JSON_COLUMNS = frozenset({"response", "input_items"})
