@@ -329,6 +329,13 @@ def m006_pg_save_turn(conn: Connection) -> None:
     )
 
 
+@migration
+def m007_conversation_deletions(conn: Connection) -> None:
+    """A count of the items deleted from each conversation, so a cached history is checked
+    in constant time (history_cache.py)."""
+    conn.exec_driver_sql("ALTER TABLE conversations ADD COLUMN deletions BIGINT NOT NULL DEFAULT 0")
+
+
 async def apply_pending(conn: AsyncConnection) -> list[str]:
     """Apply, in order, every migration not yet recorded; return the names applied.
 
