@@ -238,24 +238,38 @@ async def test_save_turn_on_another_owners_conversation_keeps_the_stored_respons
 @pytest.mark.parametrize(
     "backend", [pytest.param("postgresql", marks=pytest.mark.postgresql)], indirect=False
 )
-async def test_save_turn_on_postgresql_is_one_statement_outside_a_transaction(
+async def test_on_postgresql_a_turn_is_one_statement_each_way(
     db: Database, stores: Stores, owner: str
 ) -> None:
-    """One round trip per save: a single statement in autocommit, no BEGIN or COMMIT."""
+    """One round trip per save and per history read: a single statement, no BEGIN or
+    COMMIT around it (what the driver sends, as asyncpg's query log sees it)."""
     assert db.dialect_name == "postgresql"
     conv = conversation()
     await stores.conversations.create(owner, conv, [])
-    sent: list[str | None] = []
+    sent: list[str] = []
+    watched: list[Any] = []
 
-    def record(conn: Any, _cursor: Any, _sql: str, *_: Any) -> None:
-        sent.append(conn.get_execution_options().get("isolation_level"))
+    def record(query: Any) -> None:
+        sent.append(" ".join(query.query.split()))
 
-    sa.event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    def watch(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        driver = dbapi_conn.driver_connection
+        if driver not in watched:
+            driver.add_query_logger(record)
+            watched.append(driver)
+
+    sa.event.listen(db.engine.sync_engine.pool, "checkout", watch)
     try:
         await stores.responses.save_turn(owner, response(), [])
         turn = [message_item("q"), message_item("a", "assistant")]
         await stores.responses.save_turn(owner, response(), turn[:1], conv["id"], turn)
+        # A round trip of its own, so the query log's callbacks have run by its end.
+        assert await stores.conversations.all_items(owner, conv["id"]) == turn
     finally:
-        sa.event.remove(db.engine.sync_engine, "before_cursor_execute", record)
-    assert sent == ["AUTOCOMMIT", "AUTOCOMMIT"]
-    assert await stores.conversations.all_items(owner, conv["id"]) == turn
+        sa.event.remove(db.engine.sync_engine.pool, "checkout", watch)
+        for driver in watched:
+            driver.remove_query_logger(record)
+    assert len(sent) == 3, sent
+    assert sent[0].startswith("INSERT INTO responses")
+    assert sent[1].startswith("SELECT loom_save_turn(")
+    assert sent[2].startswith("SELECT conversations.deletions")

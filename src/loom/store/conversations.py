@@ -30,6 +30,7 @@ from loom.store.errors import DuplicateIdError
 from loom.store.group_commit import qmark_sql
 from loom.store.history_cache import HistoryCache
 from loom.store.paging import Order, ascending, beyond, check_limit, ordered, split_page
+from loom.store.pg_driver import dollar_sql
 from loom.store.schema import conversation_items as items_t
 from loom.store.schema import conversations as conv_t
 
@@ -323,8 +324,8 @@ class ConversationStore:
         if self._db.reader is not None:
             found = await self._db.reader.run(functools.partial(_history_sync, owner, id, after))
         else:
-            async with self._db.read(autocommit=True) as conn:
-                found = await _history_in(conn, owner, id, after)
+            async with self._db.driver(write=False) as pg:
+                found = await _history_pg(pg, owner, id, after)
         if found is None:
             self.history.drop(key)
             return None
@@ -423,13 +424,18 @@ def _history_answer(rows: list[Any], after: tuple[int, int] | None) -> History |
     return False, deletions, items
 
 
-async def _history_in(
-    conn: AsyncConnection, owner: str, id: str, after: tuple[int, int] | None
-) -> History:
+@functools.cache
+def _history_pg_sql() -> tuple[str, tuple[str, ...]]:
+    return dollar_sql(_history_query())
+
+
+async def _history_pg(pg: Any, owner: str, id: str, after: tuple[int, int] | None) -> History:
+    """The history read on an asyncpg connection (pg_driver.py)."""
+    sql, names = _history_pg_sql()
     params = {"id": id, "owner": owner, "after": -1 if after is None else after[0]}
-    answer = _history_answer(list(await conn.execute(_history_query(), params)), after)
+    answer = _history_answer(await pg.fetch(sql, *[params[n] for n in names]), after)
     if answer is False:  # items were deleted: read it whole
-        return await _history_in(conn, owner, id, None)
+        return await _history_pg(pg, owner, id, None)
     return answer  # type: ignore[return-value]
 
 
@@ -439,7 +445,7 @@ def _history_sql() -> tuple[str, tuple[str, ...]]:
 
 
 def _history_sync(owner: str, id: str, after: tuple[int, int] | None, conn: Any) -> History:
-    """`_history_in` on a SQLite DB-API connection."""
+    """The history read on a SQLite DB-API connection (the reader's thread)."""
     sql, names = _history_sql()
     params = {"id": id, "owner": owner, "after": -1 if after is None else after[0]}
     answer = _history_answer(conn.execute(sql, [params[n] for n in names]).fetchall(), after)

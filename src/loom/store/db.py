@@ -126,19 +126,18 @@ class Database:
             _WRITE_LATENCY.observe(time.perf_counter() - started)
 
     @asynccontextmanager
-    async def write_statement(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for a write that is one statement, without BEGIN and COMMIT
-        around it: PostgreSQL makes a single statement atomic by itself, so this saves two
-        round trips. Timed as a write, like `write()`. PostgreSQL only: SQLite's writes
-        queue for its single writer in `write()` or in the group committer."""
-        assert self._write_lock is None, "SQLite writes go through write() or the committer"
+    async def driver(self, write: bool) -> AsyncIterator[Any]:
+        """A pooled PostgreSQL connection's own asyncpg connection, outside any
+        transaction, for one hot statement sent as it is (see pg_driver.py): one round
+        trip. Timed as a write or a read, like `write()` and `read()`."""
+        assert self._write_lock is None, "PostgreSQL only"
+        observe = _WRITE_LATENCY.observe if write else _READ_LATENCY.observe
         started = time.perf_counter()
         try:
             async with self.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                yield conn
+                yield (await conn.get_raw_connection()).driver_connection
         finally:
-            _WRITE_LATENCY.observe(time.perf_counter() - started)
+            observe(time.perf_counter() - started)
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """Whether the database answers a trivial query within `timeout` seconds."""
