@@ -47,12 +47,12 @@ async def test_cached_history_follows_writes_from_elsewhere(
     assert await stores.conversations.all_items(owner, conv["id"]) == expected
     assert await fresh_read(db_url, owner, conv["id"]) == expected
 
-    # Deleted by another process: the count no longer matches, so it is read whole again.
+    # Deleted by another process: the deletion count moved, so it is read whole again.
     assert await other.conversations.delete_item(owner, conv["id"], first[2]["id"])
     expected.remove(first[2])
     assert await stores.conversations.all_items(owner, conv["id"]) == expected
 
-    # A delete and an append together keep the count the same: still caught.
+    # A delete and an append together keep the number of items the same: still caught.
     assert await other.conversations.delete_item(owner, conv["id"], first[0]["id"])
     late = [message_item("late")]
     assert await other.conversations.append_items(owner, conv["id"], late)
@@ -95,10 +95,10 @@ async def test_callers_cannot_change_the_cache(stores: Stores, owner: str) -> No
 
 def test_cache_drops_oldest_conversations_past_its_size() -> None:
     cache = HistoryCache(max_items=5)
-    cache.put(("o", "a"), [{"n": i} for i in range(3)], 2)
-    cache.put(("o", "b"), [{"n": i} for i in range(2)], 1)
+    cache.put(("o", "a"), [{"n": i} for i in range(3)], 2, 0)
+    cache.put(("o", "b"), [{"n": i} for i in range(2)], 1, 0)
     assert cache.get(("o", "a")) is not None
-    cache.put(("o", "c"), [{"n": 0}], 0)  # 6 items: "b" is the least recently used
+    cache.put(("o", "c"), [{"n": 0}], 0, 0)  # 6 items: "b" is the least recently used
     assert cache.get(("o", "b")) is None
     assert cache.get(("o", "a")) is not None and cache.get(("o", "c")) is not None
     cache.extend(("o", "c"), 5, [{"n": 5}])  # not right after position 0: dropped

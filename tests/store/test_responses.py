@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from loom.store import DuplicateIdError, Stores
+import pytest
+import sqlalchemy as sa
+
+from loom.store import Database, DuplicateIdError, Stores
+from loom.store.schema import conversation_items as items_t
 from tests.store.helpers import conversation, message_item, new_id, response
 
 
@@ -178,3 +182,94 @@ async def test_save_turn_failing_midway_rolls_back_everything(stores: Stores, ow
     after = [message_item("next")]
     await stores.responses.save_turn(owner, response(), [], conv["id"], after)
     assert await stores.conversations.all_items(owner, conv["id"]) == before + after
+
+
+async def positions(db: Database, conversation_id: str) -> list[int]:
+    query = sa.select(items_t.c.position).where(items_t.c.conversation_id == conversation_id)
+    async with db.read() as conn:
+        return sorted((await conn.execute(query)).scalars())
+
+
+async def test_save_turn_over_another_owners_id_leaves_the_conversation_untouched(
+    db: Database, stores: Stores, owner: str, stranger: str
+) -> None:
+    """The response is refused after nothing else was checked: the conversation's items
+    and its position counter must stay as they were (one statement on PostgreSQL)."""
+    taken = response()
+    await stores.responses.save_turn(stranger, taken, [])
+    conv = conversation()
+    await stores.conversations.create(owner, conv, [message_item("first")])
+    before = await stores.conversations.all_items(owner, conv["id"])
+
+    with pytest.raises(DuplicateIdError):
+        await stores.responses.save_turn(
+            owner, {**taken, "status": "failed"}, [], conv["id"], [message_item("lost")]
+        )
+    assert await stores.conversations.all_items(owner, conv["id"]) == before
+    theirs = await stores.responses.get(stranger, taken["id"])
+    assert theirs is not None and theirs["response"]["status"] == "completed"
+
+    # No position was taken by the refused turn: the next one follows on directly.
+    await stores.responses.save_turn(owner, response(), [], conv["id"], [message_item("next")])
+    assert await positions(db, conv["id"]) == [0, 1]
+
+
+async def test_save_turn_on_another_owners_conversation_keeps_the_stored_response(
+    stores: Stores, owner: str, stranger: str
+) -> None:
+    """Saving a response again fails as a whole when its conversation is not the owner's:
+    the earlier record stays, not the upserted one."""
+    made = response(status="in_progress")
+    await stores.responses.save_turn(owner, made, [message_item("q")])
+    theirs = conversation()
+    await stores.conversations.create(stranger, theirs, [])
+
+    with pytest.raises(LookupError):
+        await stores.responses.save_turn(
+            owner, {**made, "status": "completed"}, [], theirs["id"], [message_item("x")]
+        )
+    got = await stores.responses.get(owner, made["id"])
+    assert got is not None
+    assert got["response"]["status"] == "in_progress" and got["conversation_id"] is None
+    assert len(got["input_items"]) == 1
+    assert await stores.conversations.all_items(stranger, theirs["id"]) == []
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgresql)], indirect=False
+)
+async def test_on_postgresql_a_turn_is_one_statement_each_way(
+    db: Database, stores: Stores, owner: str
+) -> None:
+    """One round trip per save and per history read: a single statement, no BEGIN or
+    COMMIT around it (what the driver sends, as asyncpg's query log sees it)."""
+    assert db.dialect_name == "postgresql"
+    conv = conversation()
+    await stores.conversations.create(owner, conv, [])
+    sent: list[str] = []
+    watched: list[Any] = []
+
+    def record(query: Any) -> None:
+        sent.append(" ".join(query.query.split()))
+
+    def watch(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        driver = dbapi_conn.driver_connection
+        if driver not in watched:
+            driver.add_query_logger(record)
+            watched.append(driver)
+
+    sa.event.listen(db.engine.sync_engine.pool, "checkout", watch)
+    try:
+        await stores.responses.save_turn(owner, response(), [])
+        turn = [message_item("q"), message_item("a", "assistant")]
+        await stores.responses.save_turn(owner, response(), turn[:1], conv["id"], turn)
+        # A round trip of its own, so the query log's callbacks have run by its end.
+        assert await stores.conversations.all_items(owner, conv["id"]) == turn
+    finally:
+        sa.event.remove(db.engine.sync_engine.pool, "checkout", watch)
+        for driver in watched:
+            driver.remove_query_logger(record)
+    assert len(sent) == 3, sent
+    assert sent[0].startswith("INSERT INTO responses")
+    assert sent[1].startswith("SELECT loom_save_turn(")
+    assert sent[2].startswith("SELECT conversations.deletions")

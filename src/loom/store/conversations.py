@@ -30,6 +30,7 @@ from loom.store.errors import DuplicateIdError
 from loom.store.group_commit import qmark_sql
 from loom.store.history_cache import HistoryCache
 from loom.store.paging import Order, ascending, beyond, check_limit, ordered, split_page
+from loom.store.pg_driver import dollar_sql
 from loom.store.schema import conversation_items as items_t
 from loom.store.schema import conversations as conv_t
 
@@ -201,7 +202,7 @@ class ConversationStore:
                     f"conversation {conversation['id']!r} already exists"
                 ) from exc
             await append_items_in(conn, owner, conversation["id"], items)
-        self.history.put((owner, conversation["id"]), _copy(items), len(items) - 1)
+        self.history.put((owner, conversation["id"]), _copy(items), len(items) - 1, 0)
 
     async def get(self, owner: str, id: str) -> Json | None:
         async with self._db.read() as conn:
@@ -319,16 +320,16 @@ class ConversationStore:
         time, or when items were deleted."""
         key = (owner, id)
         cached = self.history.get(key)
-        after = None if cached is None else (cached.last, len(cached.items))
+        after = None if cached is None else (cached.last, cached.deletions)
         if self._db.reader is not None:
             found = await self._db.reader.run(functools.partial(_history_sync, owner, id, after))
         else:
-            async with self._db.read(autocommit=True) as conn:
-                found = await _history_in(conn, owner, id, after)
+            async with self._db.driver(write=False) as pg:
+                found = await _history_pg(pg, owner, id, after)
         if found is None:
             self.history.drop(key)
             return None
-        whole, rows = found
+        whole, deletions, rows = found
         if not whole and not rows:
             assert cached is not None
             return list(cached.items)
@@ -336,7 +337,7 @@ class ConversationStore:
         if not whole:
             assert cached is not None
             items = cached.items + items
-        self.history.put(key, items, rows[-1][0] if rows else -1)
+        self.history.put(key, items, rows[-1][0] if rows else -1, deletions)
         return list(items)
 
     async def get_item(self, owner: str, id: str, item_id: str) -> Json | None:
@@ -356,8 +357,15 @@ class ConversationStore:
         )
         self.history.drop((owner, id))
         async with self._db.write() as conn:
-            result = await conn.execute(query)
-        return result.rowcount > 0
+            if (await conn.execute(query)).rowcount == 0:
+                return False
+            # What tells every process's history cache that this history shrank.
+            await conn.execute(
+                sa.update(conv_t)
+                .where(conv_t.c.owner == owner, conv_t.c.id == id)
+                .values(deletions=conv_t.c.deletions + 1)
+            )
+        return True
 
 
 async def _conversation(
@@ -374,62 +382,60 @@ async def _exists(conn: AsyncConnection, owner: str, id: str) -> bool:
     return (await conn.execute(query)).first() is not None
 
 
-# A history read. `after` is None, or (the last cached position, the cached item count).
-# The answer is None (no such conversation), or (whole, rows): `whole` says the rows are
-# the whole history rather than the items past the cached ones; rows are (position, text).
-History = tuple[bool, list[tuple[int, str]]] | None
+# A history read. `after` is None, or (the last cached position, the cached deletion
+# count). The answer is None (no such conversation), or (whole, deletions, rows): `whole`
+# says the rows are the whole history rather than the items past the cached ones,
+# `deletions` is the conversation's deletion count; rows are (position, text).
+History = tuple[bool, int, list[tuple[int, str]]] | None
 
 
 @functools.cache
 def _history_query() -> sa.Select:
-    """One statement, so one snapshot and one round trip: how many items are left at or
-    before `after` (all of them, if nothing was deleted), whether the conversation exists,
-    then the items past `after`, oldest first. It always returns a row: the two counts
-    with NULLs for the item when there is none past `after`."""
-    mine = (
-        items_t.c.conversation_id == sa.bindparam("id"),
-        items_t.c.owner == sa.bindparam("owner"),
+    """One statement, so one snapshot and one round trip: the conversation's deletion
+    count (no row at all: not this owner's conversation), outer-joined to the items past
+    `after`, oldest first (a row with NULLs for the item when there is none). Its cost
+    does not grow with the history: no row at or before `after` is read."""
+    conv_id, owner = sa.bindparam("id"), sa.bindparam("owner")
+    newer = sa.and_(
+        items_t.c.conversation_id == conv_id,
+        items_t.c.owner == owner,
+        items_t.c.position > sa.bindparam("after", type_=sa.BigInteger),
     )
-    after = sa.bindparam("after", type_=sa.BigInteger)
-    kept = sa.select(sa.func.count()).select_from(items_t).where(*mine, items_t.c.position <= after)
-    present = (
-        sa.select(sa.func.count())
-        .select_from(conv_t)
-        .where(conv_t.c.owner == sa.bindparam("owner"), conv_t.c.id == sa.bindparam("id"))
-    )
-    head = sa.select(
-        kept.scalar_subquery().label("kept"), present.scalar_subquery().label("present")
-    ).subquery("head")
-    newer = sa.and_(*mine, items_t.c.position > after)
     text = sa.type_coerce(items_t.c.item, sa.Text)  # decoded in one parse, not per row
     return (
-        sa.select(head.c.kept, head.c.present, items_t.c.position, text)
-        .select_from(head.outerjoin(items_t, newer))
+        sa.select(conv_t.c.deletions, items_t.c.position, text)
+        .select_from(conv_t.outerjoin(items_t, newer))
+        .where(conv_t.c.owner == owner, conv_t.c.id == conv_id)
         .order_by(items_t.c.position)
     )
 
 
 def _history_answer(rows: list[Any], after: tuple[int, int] | None) -> History | bool:
-    """What the rows of `_history_query` say; False when the cached items are not all
-    there any more, so the history must be read whole."""
-    kept, present = rows[0][0], rows[0][1]
-    if not present:
+    """What the rows of `_history_query` say; False when items were deleted since the
+    cached read, so the history must be read whole."""
+    if not rows:
         return None
-    items = [(row[2], row[3]) for row in rows if row[2] is not None]
+    deletions = rows[0][0]
+    items = [(row[1], row[2]) for row in rows if row[1] is not None]
     if after is None:
-        return True, items
-    if kept != after[1]:
+        return True, deletions, items
+    if deletions != after[1]:
         return False
-    return False, items
+    return False, deletions, items
 
 
-async def _history_in(
-    conn: AsyncConnection, owner: str, id: str, after: tuple[int, int] | None
-) -> History:
+@functools.cache
+def _history_pg_sql() -> tuple[str, tuple[str, ...]]:
+    return dollar_sql(_history_query())
+
+
+async def _history_pg(pg: Any, owner: str, id: str, after: tuple[int, int] | None) -> History:
+    """The history read on an asyncpg connection (pg_driver.py)."""
+    sql, names = _history_pg_sql()
     params = {"id": id, "owner": owner, "after": -1 if after is None else after[0]}
-    answer = _history_answer(list(await conn.execute(_history_query(), params)), after)
+    answer = _history_answer(await pg.fetch(sql, *[params[n] for n in names]), after)
     if answer is False:  # items were deleted: read it whole
-        return await _history_in(conn, owner, id, None)
+        return await _history_pg(pg, owner, id, None)
     return answer  # type: ignore[return-value]
 
 
@@ -439,7 +445,7 @@ def _history_sql() -> tuple[str, tuple[str, ...]]:
 
 
 def _history_sync(owner: str, id: str, after: tuple[int, int] | None, conn: Any) -> History:
-    """`_history_in` on a SQLite DB-API connection."""
+    """The history read on a SQLite DB-API connection (the reader's thread)."""
     sql, names = _history_sql()
     params = {"id": id, "owner": owner, "after": -1 if after is None else after[0]}
     answer = _history_answer(conn.execute(sql, [params[n] for n in names]).fetchall(), after)

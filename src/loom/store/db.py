@@ -125,6 +125,20 @@ class Database:
         finally:
             _WRITE_LATENCY.observe(time.perf_counter() - started)
 
+    @asynccontextmanager
+    async def driver(self, write: bool) -> AsyncIterator[Any]:
+        """A pooled PostgreSQL connection's own asyncpg connection, outside any
+        transaction, for one hot statement sent as it is (see pg_driver.py): one round
+        trip. Timed as a write or a read, like `write()` and `read()`."""
+        assert self._write_lock is None, "PostgreSQL only"
+        observe = _WRITE_LATENCY.observe if write else _READ_LATENCY.observe
+        started = time.perf_counter()
+        try:
+            async with self.engine.connect() as conn:
+                yield (await conn.get_raw_connection()).driver_connection
+        finally:
+            observe(time.perf_counter() - started)
+
     async def ping(self, timeout: float = 2.0) -> bool:
         """Whether the database answers a trivial query within `timeout` seconds."""
         try:

@@ -274,6 +274,68 @@ def m005_files_and_vector_stores(conn: Connection) -> None:
         conn.exec_driver_sql("CREATE INDEX ix_chunks_fts ON chunks USING gin (tsv)")
 
 
+@migration
+def m006_pg_save_turn(conn: Connection) -> None:
+    """PostgreSQL: `loom_save_turn`, a turn's whole save as one statement (see
+    `store/responses.py`). Upserts the response, never over another owner's row, then
+    appends the conversation's items after bumping its position counter (which row-locks
+    the conversation, as `append_items_in` does). Raising undoes everything, so a turn
+    never half-lands: SQLSTATE LM409 when the response id is another owner's, LM404 when
+    the conversation is not this owner's. Returns the first item's position (NULL without
+    a conversation). Nothing on SQLite, whose turns go through the group committer."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.exec_driver_sql(
+        """
+        CREATE FUNCTION loom_save_turn(
+            p_id text, p_owner text, p_created_at double precision, p_status text,
+            p_model text, p_previous_response_id text, p_conversation_id text,
+            p_response text, p_input_items text, p_item_ids text[], p_items text[]
+        ) RETURNS bigint LANGUAGE plpgsql AS $$
+        DECLARE
+            n bigint := cardinality(p_item_ids);
+            last_position bigint;
+        BEGIN
+            INSERT INTO responses AS r (id, owner, created_at, status, model,
+                previous_response_id, conversation_id, response, input_items)
+            VALUES (p_id, p_owner, p_created_at, p_status, p_model,
+                p_previous_response_id, p_conversation_id, p_response, p_input_items)
+            ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at,
+                status = excluded.status, model = excluded.model,
+                previous_response_id = excluded.previous_response_id,
+                conversation_id = excluded.conversation_id,
+                response = excluded.response, input_items = excluded.input_items
+            WHERE r.owner = excluded.owner;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'response id % is taken', p_id USING ERRCODE = 'LM409';
+            END IF;
+            IF p_conversation_id IS NULL THEN
+                RETURN NULL;
+            END IF;
+            UPDATE conversations SET next_position = next_position + n
+            WHERE owner = p_owner AND id = p_conversation_id
+            RETURNING next_position INTO last_position;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'conversation % not found', p_conversation_id
+                    USING ERRCODE = 'LM404';
+            END IF;
+            INSERT INTO conversation_items (conversation_id, position, item_id, owner, item)
+            SELECT p_conversation_id, last_position - n + t.ord - 1, t.item_id, p_owner, t.item
+            FROM unnest(p_item_ids, p_items) WITH ORDINALITY AS t(item_id, item, ord);
+            RETURN last_position - n;
+        END
+        $$
+        """
+    )
+
+
+@migration
+def m007_conversation_deletions(conn: Connection) -> None:
+    """A count of the items deleted from each conversation, so a cached history is checked
+    in constant time (history_cache.py)."""
+    conn.exec_driver_sql("ALTER TABLE conversations ADD COLUMN deletions BIGINT NOT NULL DEFAULT 0")
+
+
 async def apply_pending(conn: AsyncConnection) -> list[str]:
     """Apply, in order, every migration not yet recorded; return the names applied.
 

@@ -8,7 +8,10 @@ replaces the record, which is what a response saved more than once needs (backgr
 responses, saved when created and again when they finish, once they exist).
 `chain` walks `previous_response_id` links with one recursive query. On SQLite a turn is
 saved by the group committer (group_commit.py), in one transaction with the other turns
-that finish at the same time.
+that finish at the same time. On PostgreSQL it is one statement, sent without BEGIN and
+COMMIT (one round trip where a transaction took three, four with a conversation): the
+upsert alone for a plain turn, else a call of `loom_save_turn` (migration m006), which
+raises rather than write half a turn, its SQLSTATE saying which error that is.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loom.store.columns import dump_json
-from loom.store.conversations import append_items_in, append_items_sync
+from loom.store.conversations import append_items_sync
 from loom.store.db import Database
 from loom.store.errors import DuplicateIdError
 from loom.store.group_commit import qmark_sql
 from loom.store.paging import Order, ascending, beyond, check_limit, ordered, split_page
+from loom.store.pg_driver import dollar_sql
 from loom.store.schema import responses as resp_t
 
 Json = dict[str, Any]
@@ -74,13 +79,10 @@ class ResponseStore:
                 )
             )
             return
-        async with self._db.write() as conn:
-            await _upsert(conn, owner, response, input_items, conversation_id)
-            # Last, so the conversation row stays locked for as short a time as possible.
-            if conversation_id is not None and not await append_items_in(
-                conn, owner, conversation_id, conversation_items or []
-            ):
-                raise LookupError(f"conversation {conversation_id!r} not found")
+        async with self._db.driver(write=True) as pg:
+            await _save_turn_pg(
+                pg, owner, response, input_items, conversation_id, conversation_items or []
+            )
 
     async def get(self, owner: str, id: str) -> Json | None:
         """`{"response", "input_items", "conversation_id"}`, or None."""
@@ -205,6 +207,73 @@ def _upsert_statement(dialect: str) -> sa.Insert:
         # Never overwrite another owner's response; no row comes back then.
         where=resp_t.c.owner == stmt.excluded.owner,
     ).returning(resp_t.c.seq)
+
+
+# PostgreSQL: `loom_save_turn` (migrations.py, m006), and the SQLSTATEs it raises.
+_PG_SAVE_TURN = "SELECT loom_save_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+_PG_SAVE_TURN_ARGS = (
+    "id",
+    "owner",
+    "created_at",
+    "status",
+    "model",
+    "previous_response_id",
+    "conversation_id",
+    "response",
+    "input_items",
+)
+_PG_TAKEN = "LM409"
+_PG_NO_CONVERSATION = "LM404"
+_PG_UNIQUE_VIOLATION = "23505"  # an item id already in the conversation
+
+
+@functools.cache
+def _pg_upsert_sql() -> tuple[str, tuple[str, ...]]:
+    keys = list(_row("", {"id": ""}, [], None))
+    return dollar_sql(_upsert_statement("postgresql"), column_keys=keys)
+
+
+def _stored_row(
+    owner: str, response: Json, input_items: list[Json], conversation_id: str | None
+) -> Json:
+    """`_row` with its JSON columns as the text they are stored as."""
+    values = _row(owner, response, input_items, conversation_id)
+    for name in _JSON_COLUMNS:
+        values[name] = dump_json(values[name])
+    return values
+
+
+async def _save_turn_pg(
+    pg: Any,
+    owner: str,
+    response: Json,
+    input_items: list[Json],
+    conversation_id: str | None,
+    conversation_items: list[Json],
+) -> None:
+    """`save_turn` as one statement on an asyncpg connection (pg_driver.py). Without a
+    conversation that is the upsert itself, which costs the server less than the call."""
+    values = _stored_row(owner, response, input_items, conversation_id)
+    if conversation_id is None:
+        sql, names = _pg_upsert_sql()
+        if await pg.fetchval(sql, *[values[n] for n in names]) is None:
+            raise DuplicateIdError(f"response id {response['id']!r} is taken")
+        return
+    args = [values[n] for n in _PG_SAVE_TURN_ARGS]
+    args += [[item["id"] for item in conversation_items]]
+    args += [[dump_json(item) for item in conversation_items]]
+    try:
+        await pg.fetchval(_PG_SAVE_TURN, *args)
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate == _PG_TAKEN:
+            raise DuplicateIdError(f"response id {response['id']!r} is taken") from exc
+        if exc.sqlstate == _PG_NO_CONVERSATION:
+            raise LookupError(f"conversation {conversation_id!r} not found") from exc
+        if exc.sqlstate == _PG_UNIQUE_VIOLATION:
+            raise DuplicateIdError(
+                f"an item id is already in conversation {conversation_id!r}"
+            ) from exc
+        raise
 
 
 _JSON_COLUMNS = frozenset({"response", "input_items"})

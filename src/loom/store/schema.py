@@ -76,6 +76,9 @@ conversations = sa.Table(
     # The position the next appended item gets; bumping it also locks the row.
     sa.Column("next_position", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("conversation", JSONText, nullable=False),
+    # How many items were ever deleted from it: what tells a history cache
+    # (history_cache.py) that the history it holds shrank.
+    sa.Column("deletions", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # Primary key (conversation_id, position) is the index that pages through a conversation.
