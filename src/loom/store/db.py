@@ -93,16 +93,12 @@ class Database:
         return cls(engine)
 
     @asynccontextmanager
-    async def read(self, autocommit: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for queries; whatever it did is rolled back when the block ends.
-
-        `autocommit` runs each statement on its own, without BEGIN and ROLLBACK around
-        them (two round trips fewer on PostgreSQL): for a read that is one statement."""
+        (A hot one-statement read on PostgreSQL goes through `driver` instead.)"""
         started = time.perf_counter()
         try:
             async with self.engine.connect() as conn:
-                if autocommit:
-                    await conn.execution_options(isolation_level="AUTOCOMMIT")
                 yield conn
         finally:
             _READ_LATENCY.observe(time.perf_counter() - started)
