@@ -9,8 +9,11 @@ Both run streaming `POST /v1/responses` (64-chunk answers from the fast fake ups
 
 - workers: the same load against `loom serve` (one process) and `loom serve --workers 2`,
   both on a fresh PostgreSQL database (`--pg-url` names the server's maintenance
-  database; the bench creates its own database there and drops it afterwards). Prints the
-  responses per second of each and their ratio (issue 16 asks for at least 1.6).
+  database; the bench creates its own database there and drops it afterwards). The
+  clients run `--warmup` seconds, then a `--seconds` window is measured on the same
+  connections (`run_window`). Prints the responses per second of each and their ratio
+  (issue 16 asks for at least 1.6), the spread of the window's seconds, and with two
+  workers how many of our connections each holds and its share of Loom's CPU.
 - aborts: one Loom process (SQLite, or `--db-url`), each client on a conversation of its
   own; a share (`--drop`, default 30%) of the streams is dropped by the client right
   after the first text delta. Then every response is read back and every conversation
@@ -18,15 +21,17 @@ Both run streaming `POST /v1/responses` (64-chunk answers from the fast fake ups
   turns (a response or conversation item missing), duplicated items, and turns still
   unfinished (`in_progress`) once Loom is idle. All must be 0.
 
-Each simulated client is a `bench.client.Client` (raw asyncio, httptools), so the load
-generator costs a fraction of what Loom does (httpx took ~1.7-2 ms of CPU per response).
-The workers phase prints where the CPU went, in ms per response: Loom, PostgreSQL (every
-`postgres` process on the machine, so also other users of that server), the fake
-upstream, the load generator and the rest of the machine; and the bound those figures put
-on the ratio on this machine's cores: cores x L / (L + o), L being Loom's CPU per response
-and o everything else's (once counting this bench's processes only, once with the rest of
-the machine). This machine is shared, so a ratio measured while other processes ran says
-less than one measured on a quiet one.
+Each simulated client is a `bench.client.Client` (uvloop, httptools), so the load
+generator costs a fraction of what Loom does (httpx took ~1.7-2 ms of CPU per response;
+this client about 0.12). The workers phase prints where the CPU went, in ms per response
+(`bench.cpu_clocks`): Loom, PostgreSQL (its own processes, the backends of the bench's
+database and exited backends; live backends of other databases are someone else's), the
+fake upstream, the load generator and the rest of the machine (other processes, and the
+kernel's interrupt work); and the bound those figures put on the ratio on this machine's
+cores: cores x L / (L + o), L being Loom's CPU per response and o everything else's (once
+counting this bench's processes only, once with the rest of the machine). This machine is
+shared, so a ratio measured while other processes ran says less than one measured on a
+quiet one.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,10 +57,11 @@ import httpx
 import orjson
 
 from bench.client import Client, HttpError, encode_request
+from bench.cpu_clocks import Clocks, connections_by_process
 from bench.harness import (
     Service,
     StartupError,
-    machine_busy_seconds,
+    run_loop,
     spawn_loom,
     spawn_upstream,
     wait_ready,
@@ -68,7 +74,6 @@ COMPLETED = b"event: response.completed"
 FAILED = b"event: response.failed"
 RESPONSE_ID = re.compile(rb'"id":"(resp_[0-9a-f]+)"')
 WORKERS_TARGET = 1.6
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def load() -> str:
@@ -76,53 +81,15 @@ def load() -> str:
     return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-def _process_stats() -> Iterator[tuple[int, str, list[str]]]:
-    """Each process on the machine: its pid, its name and the fields of /proc/<pid>/stat
-    after the name (the list starts at field 3, state)."""
-    for stat_path in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            stat = stat_path.read_text()
-        except OSError:  # it exited meanwhile
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        yield int(stat_path.parent.name), name, stat[stat.rindex(")") + 2 :].split()
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children (uvicorn's workers), from /proc."""
-    return sum(
-        (int(fields[11]) + int(fields[12])) / _TICKS
-        for proc_pid, _, fields in _process_stats()
-        if proc_pid == pid or int(fields[1]) == pid
-    )
-
-
-def postgres_cpu_seconds() -> float:
-    """CPU time of every PostgreSQL server process on this machine (what the backends of
-    exited connections used is in the postmaster's children's time), from /proc. It counts
-    whatever else uses that server during the run too."""
-    return sum(
-        sum(int(f) for f in fields[11:15]) / _TICKS
-        for _, name, fields in _process_stats()
-        if name == "postgres"
-    )
-
-
 # -- the load ---------------------------------------------------------------------------
 
 
 def cpu_shares(run: Run) -> dict[str, float]:
-    """CPU ms per response of each part of the machine during `run`: Loom, PostgreSQL, the
-    fake upstream, this load generator, and the rest (other processes on the machine)."""
-    n = max(1, len(run.outcomes))
-    parts = {
-        "Loom": run.loom_cpu,
-        "PostgreSQL": run.postgres_cpu,
-        "upstream": run.upstream_busy * run.wall,
-        "load generator": run.client_busy * run.wall,
-    }
-    parts["rest of the machine"] = max(0.0, run.machine_busy * run.wall - sum(parts.values()))
-    return {name: seconds / n * 1000 for name, seconds in parts.items()}
+    """CPU ms per response of each part of the machine during `run`'s window: Loom,
+    PostgreSQL, the fake upstream, this load generator, and the rest (other processes on
+    the machine, and the kernel's interrupt work)."""
+    n = max(1, run.responses)
+    return {name: s / n * 1000 for name, s in run.cpu.items() if name != "machine"}
 
 
 def cpu_split(run: Run) -> str:
@@ -139,23 +106,28 @@ class Outcome:
     completed: bool = False  # the stream ended with response.completed
     failed: bool = False  # the stream ended with response.failed
     took: float = 0.0
+    ended_at: float = 0.0  # time.perf_counter() when the answer was read
 
 
 @dataclass
 class Run:
     outcomes: list[Outcome] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # transport errors on our side
-    wall: float = 0.0
-    loom_cpu: float = 0.0
-    postgres_cpu: float = 0.0  # seconds, every PostgreSQL process on the machine
-    client_busy: float = 0.0  # this process's CPU over the run, as a share of one core
-    upstream_busy: float = 0.0  # the fake upstream's, likewise
-    machine_busy: float = 0.0  # every process on the machine, in cores
+    wall: float = 0.0  # the measured span, in seconds
+    responses: int = 0  # completed (or dropped) streams that ended within it
+    took: list[float] = field(default_factory=list)  # each completed one's time, in it
+    cpu: dict[str, float] = field(default_factory=dict)  # seconds per part, bench.cpu_clocks
+    loom_processes: dict[int, float] = field(default_factory=dict)  # CPU s per Loom pid
+    connections: dict[int, int] = field(default_factory=dict)  # ours per Loom pid, at the end
+    per_second: list[int] = field(default_factory=list)  # responses in each second of it
 
     @property
     def rps(self) -> float:
-        done = sum(o.completed or o.dropped for o in self.outcomes)
-        return done / self.wall if self.wall else 0.0
+        return self.responses / self.wall if self.wall else 0.0
+
+    def busy(self, part: str) -> float:
+        """`part`'s CPU over the span, in cores."""
+        return self.cpu.get(part, 0.0) / self.wall if self.wall else 0.0
 
 
 async def stream_once(client: Client, request: bytes, drop: bool) -> Outcome:
@@ -164,7 +136,7 @@ async def stream_once(client: Client, request: bytes, drop: bool) -> Outcome:
         answer = await client.send(
             request, marker=DELTA, end_marker=COMPLETED, watch=(FAILED,), stop_at_marker=drop
         )
-    outcome = Outcome(status=answer.status, dropped=drop)
+    outcome = Outcome(status=answer.status, dropped=drop, ended_at=time.perf_counter())
     if answer.status != 200:
         return outcome
     if found := RESPONSE_ID.search(answer.head):
@@ -173,7 +145,7 @@ async def stream_once(client: Client, request: bytes, drop: bool) -> Outcome:
         outcome.dropped = False  # the stream ended before its first delta
     outcome.completed = answer.ended and not outcome.dropped
     outcome.failed = FAILED in answer.seen
-    outcome.took = time.perf_counter() - start
+    outcome.took = outcome.ended_at - start
     return outcome
 
 
@@ -214,9 +186,59 @@ async def run_load(
         )
     finally:
         run.wall = time.perf_counter() - start
-        run.client_busy = (time.process_time() - cpu) / run.wall if run.wall else 0.0
+        run.cpu["load generator"] = time.process_time() - cpu
         for http in clients:
             http.close()
+    run.responses = sum(o.completed or o.dropped for o in run.outcomes)
+    run.took = [o.took for o in run.outcomes if o.completed]
+    return run
+
+
+async def run_window(
+    base_url: str, bodies: list[bytes], warmup: float, seconds: float, clocks: ClockReader
+) -> Run:
+    """`len(bodies)` clients send streams back to back, each on its one connection; after
+    `warmup` seconds of that, the clock starts and runs for `seconds`. Only the streams that
+    end within that window count, and the CPU clocks are read at its two ends, so neither
+    the connections' opening nor the last streams' drain (fewer clients in flight) weighs
+    on the figures. The clients go on until the window ends, then finish what they sent."""
+    run = Run()
+    url = f"{base_url}/v1/responses"
+    requests_raw = [encode_request(url, body) for body in bodies]
+    clients = [Client.for_url(base_url) for _ in bodies]
+    stopping = False
+
+    async def client(http: Client, request: bytes) -> None:
+        while not stopping:
+            try:
+                run.outcomes.append(await stream_once(http, request, drop=False))
+            except (HttpError, OSError, TimeoutError) as exc:
+                run.errors.append(f"{type(exc).__name__}: {exc}")
+
+    load = asyncio.gather(
+        *(client(http, raw) for http, raw in zip(clients, requests_raw, strict=True))
+    )
+    try:
+        await asyncio.sleep(warmup)
+        first, start = clocks(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        last, end = clocks(), time.perf_counter()
+        run.connections = last.connections
+        stopping = True
+        await load
+    finally:
+        stopping = True
+        for http in clients:
+            http.close()
+    run.wall = end - start
+    run.cpu = last.clocks.since(first.clocks)
+    run.loom_processes = last.clocks.loom_processes_since(first.clocks)
+    counted = [o for o in run.outcomes if start <= o.ended_at < end and o.completed]
+    run.responses = len(counted)
+    run.took = [o.took for o in counted]
+    run.per_second = [0] * max(1, int(run.wall))
+    for outcome in counted:
+        run.per_second[min(len(run.per_second) - 1, int(outcome.ended_at - start))] += 1
     return run
 
 
@@ -256,24 +278,100 @@ def warm_up(loom: Service, args: argparse.Namespace) -> None:
     with httpx.Client(base_url=loom.base_url, timeout=60, trust_env=False) as http:
         http.get("/openapi.json").raise_for_status()
     bodies = [stream_body()] * args.concurrency
-    asyncio.run(run_load(loom.base_url, bodies, 2 * args.concurrency, args.seconds / 2))
+    run_loop(run_load(loom.base_url, bodies, 2 * args.concurrency, args.seconds / 2))
 
 
-def measure_streams(loom: Service, upstream: Service, args: argparse.Namespace) -> Run:
+@dataclass(frozen=True)
+class Reading:
+    """The CPU clocks at one instant, with our connections per Loom process at the end."""
+
+    clocks: Clocks
+    connections: dict[int, int]
+
+
+ClockReader = Callable[[], Reading]
+
+
+def clock_reader(loom: Service, upstream: Service, database: str) -> ClockReader:
+    port = int(loom.base_url.rsplit(":", 1)[1])
+    readings = 0
+
+    def read() -> Reading:
+        nonlocal readings
+        readings += 1
+        clocks = Clocks.read(loom.proc.pid, upstream.proc.pid, database)
+        # Counted at the window's end only (the second reading), the clocks already read.
+        connections = connections_by_process(port, list(clocks.loom)) if readings > 1 else {}
+        return Reading(clocks, connections)
+
+    return read
+
+
+def measure_streams(
+    loom: Service, upstream: Service, database: str, args: argparse.Namespace
+) -> Run:
+    """Wait for start-up's OpenAPI build, then run the window (`run_window`)."""
+    with httpx.Client(base_url=loom.base_url, timeout=60, trust_env=False) as http:
+        http.get("/openapi.json").raise_for_status()
     bodies = [stream_body()] * args.concurrency
-    warm_up(loom, args)
-    cpu, upstream_cpu = tree_cpu_seconds(loom.proc.pid), upstream.cpu_seconds()
-    machine, postgres = machine_busy_seconds(), postgres_cpu_seconds()
-    run = asyncio.run(run_load(loom.base_url, bodies, args.requests, args.seconds))
-    run.loom_cpu = tree_cpu_seconds(loom.proc.pid) - cpu
-    run.postgres_cpu = postgres_cpu_seconds() - postgres
-    run.upstream_busy = (upstream.cpu_seconds() - upstream_cpu) / run.wall
-    run.machine_busy = (machine_busy_seconds() - machine) / run.wall
-    return run
+    reader = clock_reader(loom, upstream, database)
+    return run_loop(run_window(loom.base_url, bodies, args.warmup, args.seconds, reader))
+
+
+def print_run(label: str, run: Run) -> None:
+    bad = sum(o.status >= 500 or o.failed for o in run.outcomes) + len(run.errors)
+    p50 = statistics.median(run.took) * 1000 if run.took else float("nan")
+    print(
+        f"  {label:>10}: {run.rps:6.1f} responses/s, total p50 {p50:6.1f} ms, errors {bad},"
+        f" machine {run.busy('machine'):.2f} of {os.cpu_count()} cores busy"
+    )
+    print("             CPU ms per response: " + cpu_split(run))
+    seconds = sorted(run.per_second)
+    print(
+        f"             per second of the {run.wall:.0f} s window: {seconds[0]} to {seconds[-1]}"
+        f" responses (median {statistics.median(seconds):.0f})"
+    )
+    workers = sorted((pid for pid, n in run.connections.items() if n), key=run.connections.get)
+    if len(workers) > 1:
+        loom = sum(run.loom_processes.values()) or 1.0
+        print(
+            "             per worker: "
+            + ", ".join(
+                f"{run.connections[pid]} connections, {run.loom_processes[pid] / loom:.0%}"
+                for pid in workers
+            )
+            + " of Loom's CPU"
+        )
+    if run.errors:
+        print(f"             transport errors e.g. {run.errors[0]}")
+
+
+def print_bound(run: Run) -> None:
+    """What the 1-process run's CPU figures allow `--workers 2` on this machine."""
+    shares = cpu_shares(run)
+    loom = shares.pop("Loom")
+    if not loom:
+        return
+    # One process runs on one core at most; two share the machine's cores with the rest.
+    cores = os.cpu_count() or 1
+    print(
+        f"  bound on the ratio from the 1-process run ({cores} cores): {cores}L / (L + o),"
+        " L = Loom's CPU per response, o = the rest's:"
+    )
+    rest = shares.pop("rest of the machine")
+    for what, o in (
+        ("this bench's processes", sum(shares.values())),
+        ("with the rest of the machine", sum(shares.values()) + rest),
+    ):
+        bound = min(float(cores), cores * loom / (loom + o))
+        print(f"    o = {what}: {cores} x {loom:.2f} / ({loom:.2f} + {o:.2f}) = {bound:.2f}x")
 
 
 def workers_phase(upstream: Service, tmp: Path, args: argparse.Namespace) -> bool:
-    print(f"\n--workers 2 on PostgreSQL, streaming, {args.concurrency} clients ({load()})")
+    print(
+        f"\n--workers 2 on PostgreSQL, streaming, {args.concurrency} clients, {args.warmup:g} s"
+        f" warm-up then a {args.seconds:g} s window ({load()})"
+    )
     results: dict[int, Run] = {}
     with pg_database(args.pg_url) as db_url:
         for workers in (1, 2):
@@ -286,43 +384,19 @@ def workers_phase(upstream: Service, tmp: Path, args: argparse.Namespace) -> boo
             )
             try:
                 wait_ready(loom)
-                results[workers] = run = measure_streams(loom, upstream, args)
+                database = db_url.rsplit("/", 1)[1]
+                results[workers] = run = measure_streams(loom, upstream, database, args)
             finally:
                 loom.stop()
-            bad = sum(o.status >= 500 or o.failed for o in run.outcomes) + len(run.errors)
-            completed = [o.took for o in run.outcomes if o.completed]
-            p50 = statistics.median(completed) * 1000 if completed else float("nan")
-            label = "1 process" if workers == 1 else f"{workers} workers"
-            print(
-                f"  {label:>10}: {run.rps:6.1f} responses/s, total p50 {p50:6.1f} ms,"
-                f" errors {bad}, machine {run.machine_busy:.2f} of {os.cpu_count()} cores busy"
-            )
-            print("             CPU ms per response: " + cpu_split(run))
-            if run.errors:
-                print(f"             transport errors e.g. {run.errors[0]}")
-    if any(run.client_busy >= 0.85 for run in results.values()):
+            print_run("1 process" if workers == 1 else f"{workers} workers", run)
+    if any(run.busy("load generator") >= 0.85 for run in results.values()):
         print("  the load generator was >= 85% busy: the ratio is bounded by the client")
-    if results[1].machine_busy >= 0.9 * (os.cpu_count() or 1):
+    if results[1].busy("machine") >= 0.9 * (os.cpu_count() or 1):
         print("  the machine's cores were all busy with one process: a second has little to use")
-    shares = cpu_shares(results[1])
-    loom = shares.pop("Loom")
-    if loom:
-        # One process runs on one core at most; two share the machine's cores with the rest.
-        cores = os.cpu_count() or 1
-        print(
-            f"  bound on the ratio from the 1-process run ({cores} cores): {cores}L / (L + o),"
-            " L = Loom's CPU per response, o = the rest's:"
-        )
-        rest = shares.pop("rest of the machine")
-        for what, o in (
-            ("this bench's processes", sum(shares.values())),
-            ("with the rest of the machine", sum(shares.values()) + rest),
-        ):
-            bound = min(float(cores), cores * loom / (loom + o))
-            print(f"    o = {what}: {cores} x {loom:.2f} / ({loom:.2f} + {o:.2f}) = {bound:.2f}x")
+    print_bound(results[1])
     ratio = results[2].rps / results[1].rps if results[1].rps else 0.0
     verdict = "ok" if ratio >= WORKERS_TARGET else f"BELOW {WORKERS_TARGET}"
-    print(f"  ratio 2 workers / 1 process: {ratio:.2f}x ({verdict})")
+    print(f"  ratio 2 workers / 1 process: {ratio:.2f}x ({verdict}) ({load()})")
     return ratio >= WORKERS_TARGET
 
 
@@ -392,15 +466,13 @@ def aborts_phase(upstream: Service, tmp: Path, args: argparse.Namespace) -> bool
             ]
         bodies = [stream_body(conv) for conv in conversations]
         cpu = loom.cpu_seconds()
-        run = asyncio.run(
-            run_load(loom.base_url, bodies, args.requests, args.seconds, drop=args.drop)
-        )
-        run.loom_cpu = loom.cpu_seconds() - cpu
+        run = run_loop(run_load(loom.base_url, bodies, args.requests, args.seconds, drop=args.drop))
+        loom_cpu = loom.cpu_seconds() - cpu
         counts = check_stored(loom, run, conversations)
     finally:
         loom.stop()
     dropped = sum(o.dropped for o in run.outcomes)
-    cpu_ms = run.loom_cpu / max(1, len(run.outcomes)) * 1000
+    cpu_ms = loom_cpu / max(1, len(run.outcomes)) * 1000
     print(
         f"  {len(run.outcomes)} turns ({dropped} dropped) in {run.wall:.1f}s:"
         f" {run.rps:.1f} responses/s, Loom CPU {cpu_ms:.2f} ms/response"
@@ -417,8 +489,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--phase", choices=("all", "workers", "aborts"), default="all")
     parser.add_argument("--concurrency", type=int, default=128)
-    parser.add_argument("--requests", type=int, default=2000, help="at most, per measurement")
-    parser.add_argument("--seconds", type=float, default=15.0, help="at most, per measurement")
+    parser.add_argument("--requests", type=int, default=2000, help="aborts: how many streams")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=15.0,
+        help="workers: each measured window; aborts: at most, per measurement",
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="workers: seconds of load before the window"
+    )
     parser.add_argument("--drop", type=float, default=0.3, help="share of streams dropped")
     parser.add_argument("--db-url", help="the aborts phase's database (default: SQLite)")
     parser.add_argument(
