@@ -73,6 +73,7 @@ class _Exchange:
         "ended",
         "first_at",
         "head",
+        "last",
         "marker",
         "seen",
         "status",
@@ -95,6 +96,7 @@ class _Exchange:
         self.head = b""  # the body's first HEAD_BYTES
         self.watch = watch  # markers that may start the last event; those that do go in `seen`
         self.seen: set[bytes] = set()
+        self.last = b""  # the last event, once the answer is complete
         self.tail = b""  # the end of the last block, for a first-token marker split in two
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -114,7 +116,7 @@ class _Exchange:
         """The whole answer is in: read its last event for the end and `watch` markers."""
         if self.end_marker is None and not self.watch:
             return
-        last = last_event(self.body)
+        last = self.last = last_event(self.body)
         if self.end_marker is not None:
             self.ended = last.startswith(self.end_marker)
         self.seen.update(m for m in self.watch if last.startswith(m))

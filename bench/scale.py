@@ -109,6 +109,11 @@ class Outcome:
     failed: bool = False  # the stream ended with response.failed
     took: float = 0.0
     ended_at: float = 0.0  # time.perf_counter() when the answer was read
+    detail: bytes = b""  # what a failed stream's last event or an error's body said
+
+    @property
+    def bad(self) -> bool:
+        return self.status >= 500 or self.failed
 
 
 @dataclass
@@ -140,6 +145,7 @@ async def stream_once(client: Client, request: bytes, drop: bool) -> Outcome:
         )
     outcome = Outcome(status=answer.status, dropped=drop, ended_at=time.perf_counter())
     if answer.status != 200:
+        outcome.detail = answer.head[:300]
         return outcome
     if found := RESPONSE_ID.search(answer.head):
         outcome.response_id = found.group(1).decode()
@@ -147,6 +153,9 @@ async def stream_once(client: Client, request: bytes, drop: bool) -> Outcome:
         outcome.dropped = False  # the stream ended before its first delta
     outcome.completed = answer.ended and not outcome.dropped
     outcome.failed = FAILED in answer.seen
+    if outcome.failed:
+        at = answer.last.find(b'"error":{')
+        outcome.detail = answer.last[max(0, at) :][:300]
     outcome.took = outcome.ended_at - start
     return outcome
 
@@ -330,7 +339,7 @@ def measure_streams(
 
 
 def print_run(label: str, run: Run) -> None:
-    bad = sum(o.status >= 500 or o.failed for o in run.outcomes) + len(run.errors)
+    bad = sum(o.bad for o in run.outcomes) + len(run.errors)
     p50 = statistics.median(run.took) * 1000 if run.took else float("nan")
     print(
         f"  {label:>10}: {run.rps:6.1f} responses/s, total p50 {p50:6.1f} ms, errors {bad},"
@@ -355,6 +364,8 @@ def print_run(label: str, run: Run) -> None:
         )
     if run.errors:
         print(f"             transport errors e.g. {run.errors[0]}")
+    if failed := next((o for o in run.outcomes if o.bad), None):
+        print(f"             e.g. HTTP {failed.status}: {failed.detail.decode(errors='replace')}")
 
 
 def print_bound(run: Run, which: str = "the 1-process run") -> None:
@@ -397,6 +408,31 @@ def measure_workers(
     return run
 
 
+def print_accounting(one: Run, two: Run) -> None:
+    """The ratio the CPU figures allow: one process keeps at most one core busy (1 / L1
+    responses per second) and two workers share the cores with everything else (cores /
+    total2), so ratio <= cores x L1 / total2. Costs per response grow with two workers,
+    which a bound read from the 1-process run alone does not see."""
+    cores = os.cpu_count() or 1
+    first, second = cpu_shares(one), cpu_shares(two)
+    loom1, loom2 = first["Loom"], second["Loom"]
+    rest1, rest2 = first["rest of the machine"], second["rest of the machine"]
+    bench1 = sum(first.values()) - loom1 - rest1
+    bench2 = sum(second.values()) - loom2 - rest2
+    if not loom2:
+        return
+    print(
+        f"    CPU ms per response, 2 workers (1 process): Loom {loom2:.2f} ({loom1:.2f}),"
+        f" rest of this bench {bench2:.2f} ({bench1:.2f}), other jobs {rest2:.2f} ({rest1:.2f})"
+    )
+    print(
+        f"    what they allow: {cores} x {loom1:.2f} / ({loom2:.2f} + {bench2:.2f})"
+        f" = {cores * loom1 / (loom2 + bench2):.2f}x; with the other jobs"
+        f" {cores * loom1 / (loom2 + bench2 + rest2):.2f}x (one process kept"
+        f" {one.busy('Loom'):.2f} of a core busy; under 1, the measured ratio flatters two)"
+    )
+
+
 def workers_phase(upstream: Service, tmp: Path, args: argparse.Namespace) -> bool:
     print(
         f"\n--workers 2 on PostgreSQL, streaming, {args.concurrency} clients, {args.warmup:g} s"
@@ -417,6 +453,7 @@ def workers_phase(upstream: Service, tmp: Path, args: argparse.Namespace) -> boo
             if results[1].busy("machine") >= 0.9 * (os.cpu_count() or 1):
                 print("  the cores were all busy with one process: a second has little to use")
             print(f"  round {n + 1}: ratio {ratios[-1]:.2f}x ({load()})")
+            print_accounting(results[1], results[2])
     # The bound is read from the 1-process run that shared the machine the least.
     quietest = min(singles, key=lambda run: cpu_shares(run)["rest of the machine"])
     print_bound(quietest, "the quietest 1-process run" if len(singles) > 1 else "the 1-process run")
