@@ -209,14 +209,16 @@ async def run_window(
     base_url: str, bodies: list[bytes], warmup: float, seconds: float, clocks: ClockReader
 ) -> Run:
     """`len(bodies)` clients send streams back to back, each on its one connection; after
-    `warmup` seconds of that, the clock starts and runs for `seconds`. The clients start
-    one by one over the first half of the warm-up: uvicorn's workers share one listening
-    socket, and connections opened all at once mostly go to the worker that wakes first
-    (44 to 62 of 128 for the other one in six runs), while under load the less busy one
-    accepts first (52 to 63 of 128 in four runs). Only the streams that
-    end within that window count, and the CPU clocks are read at its two ends, so neither
-    the connections' opening nor the last streams' drain (fewer clients in flight) weighs
-    on the figures. The clients go on until the window ends, then finish what they sent."""
+    `warmup` seconds of that, the clock starts and runs for `seconds`. Only the streams
+    that end within that window count, and the CPU clocks are read at its two ends, so
+    neither the connections' opening nor the last streams' drain (fewer clients in flight)
+    weighs on the figures. The clients go on until the window ends, then finish what they
+    sent.
+
+    The clients start one by one over the first half of the warm-up: uvicorn's workers
+    share one listening socket, and connections opened all at once mostly go to the worker
+    that wakes first (44 to 62 of 128 for the other one in six runs), while under load the
+    less busy one accepts first (52 to 63 of 128 in four runs)."""
     run = Run()
     url = f"{base_url}/v1/responses"
     requests_raw = [encode_request(url, body) for body in bodies]
