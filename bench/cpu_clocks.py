@@ -101,6 +101,31 @@ class Clocks:
         return {pid: s - start.loom.get(pid, 0.0) for pid, s in self.loom.items()}
 
 
+def tree_seconds(pid: int) -> float:
+    """CPU time of a process and its children (uvicorn's workers)."""
+    return sum(
+        _own_seconds(fields)
+        for proc_pid, _, fields in _process_stats()
+        if proc_pid == pid or int(fields[1]) == pid
+    )
+
+
+def wait_idle(pid: int, timeout: float = 60.0, window: float = 0.5, busy: float = 0.05) -> float:
+    """Wait until a process and its children use less than `busy` of a core over `window`
+    seconds; returns the CPU seconds they used meanwhile. Each uvicorn worker builds its
+    own /openapi.json on a thread at start-up (seconds of CPU), and one request for it
+    reaches only one worker: waiting on the whole tree keeps that work out of a window."""
+    deadline = time.monotonic() + timeout
+    start = last = tree_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(window)
+        now = tree_seconds(pid)
+        if now - last < busy * window:
+            break
+        last = now
+    return tree_seconds(pid) - start
+
+
 def connections_by_process(port: int, pids: list[int]) -> dict[int, int]:
     """How many established TCP connections to local `port` each of `pids` holds: the
     load generator's connections per uvicorn worker, which share one listening socket."""

@@ -59,7 +59,7 @@ import httpx
 import orjson
 
 from bench.client import Client, HttpError, encode_request
-from bench.cpu_clocks import Clocks, connections_by_process
+from bench.cpu_clocks import Clocks, connections_by_process, wait_idle
 from bench.harness import (
     Service,
     StartupError,
@@ -332,9 +332,10 @@ def clock_reader(loom: Service, upstream: Service, database: str) -> ClockReader
 def measure_streams(
     loom: Service, upstream: Service, database: str, args: argparse.Namespace
 ) -> Run:
-    """Wait for start-up's OpenAPI build, then run the window (`run_window`)."""
+    """Wait for start-up's OpenAPI build in every worker, then run the window."""
     with httpx.Client(base_url=loom.base_url, timeout=60, trust_env=False) as http:
         http.get("/openapi.json").raise_for_status()
+    wait_idle(loom.proc.pid)
     bodies = [stream_body()] * args.concurrency
     reader = clock_reader(loom, upstream, database)
     return run_loop(run_window(loom.base_url, bodies, args.warmup, args.seconds, reader))
