@@ -52,6 +52,7 @@ from bench.harness import (
     Service,
     StartupError,
     machine_busy_seconds,
+    run_loop,
     spawn_loom,
     spawn_upstream,
     wait_ready,
@@ -603,14 +604,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     )
 
 
-def _event_loop_runner() -> Callable:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-    return uvloop.run
-
-
 def _raise_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -642,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"answered /v1/health took {settling:.1f}s of CPU (not measured)",
                 file=sys.stderr,
             )
-            code = _event_loop_runner()(run(upstream, loom, settings))
+            code = run_loop(run(upstream, loom, settings))
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             code = 130
