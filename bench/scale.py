@@ -33,7 +33,8 @@ kernel's interrupt work); and the bound those figures put on the ratio on this m
 cores: cores x L / (L + o), L being Loom's CPU per response and o everything else's (once
 counting this bench's processes only, once with the rest of the machine). This machine is
 shared, so a ratio measured while other processes ran says less than one measured on a
-quiet one.
+quiet one. Last, `bench.cores` says what the machine itself gives two busy Python
+processes against one, with no Loom involved: no `--workers 2` can scale past that.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench import cores
 from bench.cpu_clocks import Clocks, connections_by_process, wait_idle
 from bench.harness import (
     Service,
@@ -266,6 +268,10 @@ def workers_phase(upstream: Service, tmp: Path, args: argparse.Namespace) -> boo
     # The bound is read from the 1-process run that shared the machine the least.
     quietest = min(singles, key=lambda run: cpu_shares(run)["rest of the machine"])
     print_bound(quietest, "the quietest 1-process run" if len(singles) > 1 else "the 1-process run")
+    print(
+        f"  this machine, no Loom: two busy Python processes give {cores.scaling():.2f}x"
+        " of one (bench.cores; 2.00x = two independent cores)"
+    )
     ratio = statistics.median(ratios)
     verdict = "ok" if ratio >= WORKERS_TARGET else f"BELOW {WORKERS_TARGET}"
     rounds = f", median of {len(ratios)} rounds" if len(ratios) > 1 else ""
