@@ -9,7 +9,8 @@ needs neither: its writers take row locks where the stores ask for them.
 
 On SQLite, `committer` also saves turns in groups, one transaction and one thread hop for
 the turns that finish together (see group_commit.py), and `reader` runs a turn's hot reads
-in one hop (sqlite_reader.py); both are None on PostgreSQL.
+in one hop (sqlite_reader.py); both are None on PostgreSQL. There `pg_committer` saves the
+plain turns that finish together in one statement (pg_group_commit.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from loom.observability.metrics import DB_LATENCY
 from loom.store import sqlite_driver
 from loom.store.group_commit import GroupCommitter
 from loom.store.migrations import apply_pending
+from loom.store.pg_group_commit import PgGroupCommit
 from loom.store.sqlite_reader import SqliteReader
 
 # Execution option marking a connection whose transaction will write (SQLite only).
@@ -55,6 +57,9 @@ class Database:
         self._write_lock: asyncio.Lock | None = None
         self.committer: GroupCommitter | None = None
         self.reader: SqliteReader | None = None
+        self.pg_committer: PgGroupCommit | None = None
+        if self.dialect_name == "postgresql":
+            self.pg_committer = PgGroupCommit(lambda: self.driver(write=True))
         if self.dialect_name == "sqlite":
             self._write_lock = asyncio.Lock()
             database = engine.url.database or ""
@@ -154,6 +159,8 @@ class Database:
             await self.committer.close()
         if self.reader is not None:
             await self.reader.close()
+        if self.pg_committer is not None:
+            await self.pg_committer.close()
         await self.engine.dispose()
 
 

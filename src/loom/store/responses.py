@@ -9,9 +9,10 @@ responses, saved when created and again when they finish, once they exist).
 `chain` walks `previous_response_id` links with one recursive query. On SQLite a turn is
 saved by the group committer (group_commit.py), in one transaction with the other turns
 that finish at the same time. On PostgreSQL it is one statement, sent without BEGIN and
-COMMIT (one round trip where a transaction took three, four with a conversation): the
-upsert alone for a plain turn, else a call of `loom_save_turn` (migration m006), which
-raises rather than write half a turn, its SQLSTATE saying which error that is.
+COMMIT (one round trip where a transaction took three, four with a conversation): for a
+plain turn, the multi-row upsert of the plain turns that finish together
+(pg_group_commit.py), else a call of `loom_save_turn` (migration m006), which raises
+rather than write half a turn, its SQLSTATE saying which error that is.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from loom.store.db import Database
 from loom.store.errors import DuplicateIdError
 from loom.store.group_commit import qmark_sql
 from loom.store.paging import Order, ascending, beyond, check_limit, ordered, split_page
-from loom.store.pg_driver import dollar_sql
 from loom.store.schema import responses as resp_t
 
 Json = dict[str, Any]
@@ -78,6 +78,11 @@ class ResponseStore:
                     conversation_items=conversation_items or [],
                 )
             )
+            return
+        if conversation_id is None and self._db.pg_committer is not None:
+            values = _stored_row(owner, response, input_items, None)
+            if not await self._db.pg_committer.upsert(values):
+                raise DuplicateIdError(f"response id {response['id']!r} is taken")
             return
         async with self._db.driver(write=True) as pg:
             await _save_turn_pg(
@@ -227,12 +232,6 @@ _PG_NO_CONVERSATION = "LM404"
 _PG_UNIQUE_VIOLATION = "23505"  # an item id already in the conversation
 
 
-@functools.cache
-def _pg_upsert_sql() -> tuple[str, tuple[str, ...]]:
-    keys = list(_row("", {"id": ""}, [], None))
-    return dollar_sql(_upsert_statement("postgresql"), column_keys=keys)
-
-
 def _stored_row(
     owner: str, response: Json, input_items: list[Json], conversation_id: str | None
 ) -> Json:
@@ -251,14 +250,9 @@ async def _save_turn_pg(
     conversation_id: str | None,
     conversation_items: list[Json],
 ) -> None:
-    """`save_turn` as one statement on an asyncpg connection (pg_driver.py). Without a
-    conversation that is the upsert itself, which costs the server less than the call."""
+    """A conversation turn's `save_turn` as one statement on an asyncpg connection
+    (pg_driver.py): a call of `loom_save_turn`. (A plain turn goes with its group.)"""
     values = _stored_row(owner, response, input_items, conversation_id)
-    if conversation_id is None:
-        sql, names = _pg_upsert_sql()
-        if await pg.fetchval(sql, *[values[n] for n in names]) is None:
-            raise DuplicateIdError(f"response id {response['id']!r} is taken")
-        return
     args = [values[n] for n in _PG_SAVE_TURN_ARGS]
     args += [[item["id"] for item in conversation_items]]
     args += [[dump_json(item) for item in conversation_items]]
