@@ -24,22 +24,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from loom.store.schema import RESPONSE_COLUMNS
 from loom.store.schema import responses as resp_t
 
 Row = Sequence[str | None]  # one value per column of COLUMNS, each as text
 Driver = Callable[[], AbstractAsyncContextManager[Any]]  # an asyncpg connection
 
-COLUMNS = (
-    "id",
-    "owner",
-    "created_at",
-    "status",
-    "model",
-    "previous_response_id",
-    "conversation_id",
-    "response",
-    "input_items",
-)
+COLUMNS = RESPONSE_COLUMNS
 _UPDATED = COLUMNS[2:]  # never the id or the owner
 _FLOATS = frozenset(name for name in COLUMNS if isinstance(resp_t.c[name].type, sa.Float))
 

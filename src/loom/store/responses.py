@@ -31,6 +31,7 @@ from loom.store.db import Database
 from loom.store.errors import DuplicateIdError
 from loom.store.group_commit import qmark_sql
 from loom.store.paging import Order, ascending, beyond, check_limit, ordered, split_page
+from loom.store.schema import RESPONSE_COLUMNS
 from loom.store.schema import responses as resp_t
 
 Json = dict[str, Any]
@@ -38,15 +39,7 @@ Json = dict[str, Any]
 # A guard against a cycle of previous_response_id links; far beyond any real chain.
 MAX_CHAIN = 10_000
 
-_UPDATABLE = (
-    "created_at",
-    "status",
-    "model",
-    "previous_response_id",
-    "conversation_id",
-    "response",
-    "input_items",
-)
+_UPDATABLE = RESPONSE_COLUMNS[2:]  # never the id or the owner
 
 
 class ResponseStore:
@@ -216,17 +209,7 @@ def _upsert_statement(dialect: str) -> sa.Insert:
 
 # PostgreSQL: `loom_save_turn` (migrations.py, m006), and the SQLSTATEs it raises.
 _PG_SAVE_TURN = "SELECT loom_save_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-_PG_SAVE_TURN_ARGS = (
-    "id",
-    "owner",
-    "created_at",
-    "status",
-    "model",
-    "previous_response_id",
-    "conversation_id",
-    "response",
-    "input_items",
-)
+_PG_SAVE_TURN_ARGS = RESPONSE_COLUMNS
 _PG_TAKEN = "LM409"
 _PG_NO_CONVERSATION = "LM404"
 _PG_UNIQUE_VIOLATION = "23505"  # an item id already in the conversation

@@ -66,6 +66,19 @@ responses = sa.Table(
     sa.Column("input_items", JSONText, nullable=False),
     sa.Index(None, "owner", "created_at", "seq"),
 )
+# What a save of a response writes, in this order (every column but `seq`): the id and
+# the owner, then what an upsert may replace.
+RESPONSE_COLUMNS = (
+    "id",
+    "owner",
+    "created_at",
+    "status",
+    "model",
+    "previous_response_id",
+    "conversation_id",
+    "response",
+    "input_items",
+)
 
 conversations = sa.Table(
     "conversations",
