@@ -72,7 +72,8 @@ class ResponseStore:
                 )
             )
             return
-        if conversation_id is None and self._db.pg_committer is not None:
+        if conversation_id is None:  # on PostgreSQL, from here on
+            assert self._db.pg_committer is not None
             values = _stored_row(owner, response, input_items, None)
             if not await self._db.pg_committer.upsert(values):
                 raise DuplicateIdError(f"response id {response['id']!r} is taken")
@@ -230,7 +231,7 @@ async def _save_turn_pg(
     owner: str,
     response: Json,
     input_items: list[Json],
-    conversation_id: str | None,
+    conversation_id: str,
     conversation_items: list[Json],
 ) -> None:
     """A conversation turn's `save_turn` as one statement on an asyncpg connection
