@@ -1,15 +1,17 @@
-"""Streams past their first token leave the event loop's passes short for those before it.
+"""Turns past their first token keep the event loop's passes short for those before it.
 
-asyncio runs every ready callback in each pass of its loop. A stream whose upstream answer
-is already buffered runs its remaining events in one go, so at hundreds of streams a pass
-grows to hundreds of milliseconds, and a new request, which needs several passes before
-its first token leaves (its task starts, its turn starts, the upstream's answer is read, the
-frame is sent), waits that long for each. `Pacer` bounds the work that streams past their
-first token do in one pass: once they have spent `budget` seconds of it, each parks at its
-next event, and the parked ones resume oldest first, `per_pass` of them each pass, each
-with the pass's fresh budget. Work before a first token never parks. With CPU to spare,
-passes are short and nothing parks; under load, new requests keep a short time to first
-token, and the streams already flowing share the rest of the CPU.
+asyncio runs every ready callback in each pass of its loop. A turn whose upstream answer
+is already buffered runs its remaining events in one go, and a SQLite group commit ends
+dozens of turns at once, so at hundreds of streams a pass grows to tens or hundreds of
+milliseconds; a new request, which needs several passes before its first token leaves
+(its task starts, its turn starts, the upstream's answer is read, the frame is sent),
+waits that long for each. `Pacer` bounds the work that turns past their first token do in
+one pass: once they have spent `budget` seconds of it, each parks at its next event (the
+turn runner also asks after a turn's save), and the parked ones resume oldest first,
+`per_pass` of them each pass, each with the pass's fresh budget. Work before a first
+token never parks. With CPU to spare, passes are short and nothing parks; under load, new
+requests keep a short time to first token, and the turns already streaming share the rest
+of the CPU.
 
 The check between events is a clock read; parking costs a future and one callback a pass
 while anything is parked.
