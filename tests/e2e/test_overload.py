@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from tests.conftest import run_loom
-from tests.support.lifecycle import text_of
+from tests.support.lifecycle import sse_events, text_of
 from tests.support.stream_validator import validate_stream
 from tests.support.upstream import Turn
 
@@ -40,22 +39,14 @@ class OpenStream:
     def __init__(self, response: httpx.Response) -> None:
         assert response.status_code == 200, response.read()
         self.events: list[tuple[str | None, dict[str, Any]]] = []
-        self._lines = response.iter_lines()
+        self._events = sse_events(response.iter_lines())
 
     def read_until(self, event_type: str | None) -> None:
         """Read events until one of `event_type` (None: to the end of the stream)."""
-        name, data = None, []
-        for line in self._lines:
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].lstrip())
-            elif not line and data:
-                event = orjson.loads("\n".join(data))
-                self.events.append((name, event))
-                name, data = None, []
-                if event["type"] == event_type:
-                    return
+        for name, event in self._events:
+            self.events.append((name, event))
+            if event["type"] == event_type:
+                return
         assert event_type is None, f"the stream ended before a {event_type} event"
 
 

@@ -4,13 +4,27 @@ part-way, as a client whose connection breaks), and wait on a real condition."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import httpx
 import orjson
 
 T = TypeVar("T")
+
+
+def sse_events(lines: Iterable[str]) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """Each event of an SSE stream's lines as it completes: its `event:` name and its
+    parsed data."""
+    name, data = None, []
+    for line in lines:
+        if line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif not line and data:
+            yield name, orjson.loads("\n".join(data))
+            name, data = None, []
 
 
 def read_sse(
@@ -31,21 +45,13 @@ def read_sse(
     ):
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
-        name, data = None, []
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].lstrip())
-            elif not line and data:
-                event = orjson.loads("\n".join(data))
-                assert event["type"] == name, f"event line {name} != {event['type']}"
-                events.append(event)
-                if on_event is not None:
-                    on_event(event)
-                name, data = None, []
-                if stop_after is not None and len(events) >= stop_after:
-                    break
+        for name, event in sse_events(response.iter_lines()):
+            assert event["type"] == name, f"event line {name} != {event['type']}"
+            events.append(event)
+            if on_event is not None:
+                on_event(event)
+            if stop_after is not None and len(events) >= stop_after:
+                break
     return events
 
 
